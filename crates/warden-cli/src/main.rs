@@ -1,0 +1,55 @@
+//! `warden`: the Zero Trust gateway for AI agents.
+
+mod config_cmd;
+mod policy_cmd;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Warden verifies every action an AI agent takes: who it is, what its task allows, and
+/// whether this call with these arguments is allowed right now.
+#[derive(Debug, Parser)]
+#[command(name = "warden", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway (embedded defaults when no config is given: loopback, deny all).
+    Serve(serve::ServeArgs),
+    /// Inspect and check configuration files.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+    /// Validate, test and explain Cedar policy sets.
+    #[command(subcommand)]
+    Policy(policy_cmd::PolicyCommand),
+}
+
+/// The config file to use: the flag, else `$WARDEN_CONFIG`, else none (defaults).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArg {
+    /// Configuration file (TOML). Default: built-in defaults.
+    #[arg(long, short = 'c', env = "WARDEN_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Config(cmd) => config_cmd::run(cmd),
+        Command::Policy(cmd) => policy_cmd::run(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! `warden serve`
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use warden_config::LogFormat;
+use warden_gateway::Server;
+
+use crate::{ConfigArg, config_cmd};
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Listen address (overrides the config), e.g. 127.0.0.1:0 for any free port.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Data directory (overrides the config and $WARDEN_DATA_DIR).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Policy directory (overrides the config).
+    #[arg(long, value_name = "DIR")]
+    policies: Option<PathBuf>,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut config = config_cmd::load_or_default(args.config.config.as_deref())?;
+    if let Some(l) = args.listen {
+        config.server.listen = l;
+    }
+    if let Some(d) = args.data_dir {
+        config.server.data_dir = Some(d);
+    }
+    if let Some(p) = args.policies {
+        config.policy.dir = Some(p);
+    }
+    init_logging(&config.log.level, config.log.format);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let server = Server::bind(&config).await?;
+        print_banner(server.info());
+        server.run(shutdown_signal()).await?;
+        tracing::info!("shut down");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn print_banner(info: &warden_gateway::ServerInfo) {
+    let url = format!("http://{}", info.addr);
+    println!(
+        "Warden {} — Zero Trust gateway for AI agents",
+        env!("CARGO_PKG_VERSION")
+    );
+    println!("  listening    {url}");
+    println!("  data dir     {}", info.data_dir.display());
+    println!(
+        "  policy set   {} — {} {} ({})",
+        info.policy_source,
+        info.policies,
+        if info.policies == 1 {
+            "policy"
+        } else {
+            "policies"
+        },
+        info.policy_version
+    );
+    if info.watching {
+        println!("  hot reload   on: changes apply to the next decision");
+    }
+    if info.authzen {
+        println!("  AuthZEN PDP  {url}/access/v1/evaluation");
+        println!("               {url}/access/v1/evaluations");
+        println!("               {url}/.well-known/authzen-configuration");
+    }
+    println!("  health       {url}/healthz");
+    println!("Press Ctrl-C to stop.");
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
