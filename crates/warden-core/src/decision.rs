@@ -88,10 +88,13 @@ impl Decision {
 
     /// A deny caused by an error: the request could not be decided, so it is refused.
     pub fn error_deny(errors: Vec<DecisionError>) -> Self {
+        let first = errors.first().map_or("", |e| e.message.as_str());
+        let more = match errors.len() {
+            0 | 1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        };
         let reasons = vec![format!(
-            "denied because the request could not be evaluated ({} error{})",
-            errors.len(),
-            if errors.len() == 1 { "" } else { "s" }
+            "denied because the request could not be evaluated: {first}{more}"
         )];
         Self {
             effect: Effect::Deny,

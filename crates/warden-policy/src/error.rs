@@ -84,6 +84,22 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// An error and all its causes, joined: Cedar's top-level messages are often terse
+/// ("entity does not conform to the schema") and the reason is in the chain.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = c.source();
+    }
+    out
+}
+
 /// The first labelled offset of a miette diagnostic, if it has one.
 pub(crate) fn first_offset(d: &dyn miette::Diagnostic) -> Option<usize> {
     d.labels()?.next().map(|l| l.offset())

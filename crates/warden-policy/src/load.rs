@@ -11,7 +11,7 @@ use cedar_policy::{
 use serde_json::Value;
 use warden_core::PolicyId;
 
-use crate::error::{LoadError, first_offset, line_col};
+use crate::error::{LoadError, chain, first_offset, line_col};
 use crate::source::SourceFile;
 
 /// The annotations Warden understands. Any other annotation is a load error, so that a typo
@@ -263,7 +263,7 @@ pub(crate) fn entities(files: &[SourceFile], schema: &Schema) -> Result<Entities
         // Validate file by file so that an error names the file it is in.
         if let Err(e) = Entities::from_json_value(Value::Array(items.clone()), Some(schema)) {
             let help = miette::Diagnostic::help(&e).map(|h| h.to_string());
-            errors.push(LoadError::whole_file(&file.name, e.to_string()).with_help(help));
+            errors.push(LoadError::whole_file(&file.name, chain(&e)).with_help(help));
             continue;
         }
         all.append(items);
@@ -273,7 +273,7 @@ pub(crate) fn entities(files: &[SourceFile], schema: &Schema) -> Result<Entities
     }
     Entities::from_json_value(Value::Array(all), Some(schema)).map_err(|e| {
         let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
-        vec![LoadError::whole_file(&names.join(", "), e.to_string())]
+        vec![LoadError::whole_file(&names.join(", "), chain(&e))]
     })
 }
 

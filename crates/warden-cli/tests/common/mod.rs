@@ -1,0 +1,158 @@
+//! Starts the real `warden` binary and talks to it over loopback HTTP.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub fn warden() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_warden"))
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn vectors() -> PathBuf {
+    repo_root().join("../shared/vectors")
+}
+
+/// A running `warden serve`; killed when dropped.
+pub struct Warden {
+    child: Child,
+    pub url: String,
+    pub stdout: String,
+    pub stderr: Arc<Mutex<String>>,
+    pub agent: ureq::Agent,
+}
+
+impl Warden {
+    /// Starts `warden serve` with `args` and waits for its banner.
+    pub fn start(args: &[&str], data_dir: &Path) -> Self {
+        Self::start_with(
+            warden()
+                .arg("serve")
+                .args(args)
+                .env("WARDEN_DATA_DIR", data_dir),
+        )
+    }
+
+    pub fn start_with(cmd: &mut Command) -> Self {
+        let mut child = cmd
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start warden");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err_pipe = child.stderr.take().unwrap();
+        let sink = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err_pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut banner = String::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut url = None;
+        loop {
+            let mut line = String::new();
+            if out.read_line(&mut line).unwrap_or(0) == 0 {
+                let _ = child.wait();
+                panic!(
+                    "warden exited before listening:\n{banner}\n{}",
+                    stderr.lock().unwrap()
+                );
+            }
+            banner.push_str(&line);
+            if let Some(rest) = line.trim().strip_prefix("listening") {
+                url = Some(rest.trim().to_owned());
+            }
+            if line.starts_with("Press Ctrl-C") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no banner");
+        }
+        let url = url.expect("banner names the listening address");
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            let _ = out.read_to_string(&mut sink);
+        });
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        Self {
+            child,
+            url,
+            stdout: banner,
+            stderr,
+            agent,
+        }
+    }
+
+    /// POSTs JSON text; returns status, headers and body.
+    pub fn post(
+        &self,
+        path: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, Vec<(String, String)>, String) {
+        let mut req = self.agent.post(format!("{}{path}", self.url));
+        let mut has_ct = false;
+        for (k, v) in headers {
+            has_ct |= k.eq_ignore_ascii_case("content-type");
+            req = req.header(*k, *v);
+        }
+        if !has_ct {
+            req = req.header("Content-Type", "application/json");
+        }
+        let mut resp = req.send(body).expect("request");
+        let status = resp.status().as_u16();
+        let hs = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+            .collect();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        (status, hs, text)
+    }
+
+    pub fn post_json(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let (s, _, t) = self.post(path, &body.to_string(), &[]);
+        (
+            s,
+            serde_json::from_str(&t).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let mut resp = self
+            .agent
+            .get(format!("{}{path}", self.url))
+            .call()
+            .expect("request");
+        (
+            resp.status().as_u16(),
+            resp.body_mut().read_to_string().unwrap_or_default(),
+        )
+    }
+}
+
+impl Drop for Warden {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,283 @@
+//! `warden serve` as a user runs it, hot reload through the file watcher, and the CLI.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Warden, repo_root, warden};
+use serde_json::{Value, json};
+
+#[test]
+fn serve_with_no_arguments_runs_the_embedded_default() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("nested/state");
+    let w = Warden::start(&[], &dir);
+    assert_eq!(w.url, "http://127.0.0.1:8470");
+    assert!(dir.is_dir(), "data dir created");
+    assert!(
+        w.stdout
+            .contains("embedded default (deny everything) — 0 policies"),
+        "{}",
+        w.stdout
+    );
+    assert_eq!(w.get("/healthz"), (200, "ok\n".to_owned()));
+    // Default deny: whatever is asked, the answer is no.
+    let (s, b) = w.post_json(
+        "/access/v1/evaluation",
+        &json!({
+            "subject": {"type": "Warden::Agent", "id": "a"}, "action": {"name": "call_tool"},
+            "resource": {"type": "Warden::Tool", "id": "crm/get"}
+        }),
+    );
+    assert_eq!(s, 200);
+    assert_eq!(b["decision"], false);
+}
+
+fn eval(w: &Warden, agent: &str) -> bool {
+    let (s, b) = w.post_json(
+        "/access/v1/evaluation",
+        &json!({
+            "subject": {"type": "Agent", "id": agent}, "action": {"name": "call_tool"},
+            "resource": {"type": "Tool", "id": "crm/get_contact"}
+        }),
+    );
+    assert_eq!(s, 200, "{b}");
+    b["decision"].as_bool().unwrap()
+}
+
+fn wait_until(what: &str, w: &Warden, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            w.stderr.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn hot_reload_applies_valid_changes_and_keeps_the_running_set_on_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    let file = policies.join("main.cedar");
+    std::fs::write(
+        &file,
+        "permit(principal == Warden::Agent::\"alice\", action, resource);\n",
+    )
+    .unwrap();
+    let config = dir.path().join("warden.toml");
+    std::fs::write(
+        &config,
+        "[policy]\ndir = \"policies\"\ndebounce_ms = 20\n[authzen]\nnamespace = \"Warden\"\n",
+    )
+    .unwrap();
+    let w = Warden::start(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &dir.path().join("data"),
+    );
+    assert!(eval(&w, "alice"));
+    assert!(!eval(&w, "bob"));
+
+    // A valid change applies to the next decision once reloaded.
+    std::fs::write(
+        &file,
+        "permit(principal == Warden::Agent::\"bob\", action, resource);\n",
+    )
+    .unwrap();
+    wait_until("the new set", &w, || eval(&w, "bob"));
+    assert!(!eval(&w, "alice"));
+    wait_until("the reload log line", &w, || {
+        w.stderr.lock().unwrap().contains("policy set reloaded")
+    });
+
+    // An invalid change is rejected, logged with file and line, and the running set stays.
+    std::fs::write(&file, "permit(principal == Warden::Agent::\"alice\", action, resource);\nforbid(principal,, resource);\n").unwrap();
+    wait_until("the rejection", &w, || {
+        w.stderr.lock().unwrap().contains("policy reload rejected")
+    });
+    let log = w.stderr.lock().unwrap().clone();
+    assert!(log.contains("main.cedar:2:"), "{log}");
+    assert!(eval(&w, "bob"));
+    assert!(!eval(&w, "alice"));
+}
+
+#[test]
+fn serve_refuses_an_invalid_policy_set_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.cedar"), "permit(principal, action, resource);\npermit(principal, action, resource) when { context.nope };\n").unwrap();
+    let out = warden()
+        .args(["serve", "--listen", "127.0.0.1:0", "--policies"])
+        .arg(dir.path())
+        .env("WARDEN_DATA_DIR", dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("p.cedar:2:"), "{err}");
+}
+
+#[test]
+fn every_example_config_validates() {
+    let mut configs = Vec::new();
+    for entry in std::fs::read_dir(repo_root().join("examples")).unwrap() {
+        let path = entry.unwrap().path().join("warden.toml");
+        if path.exists() {
+            configs.push(path);
+        }
+    }
+    configs.push(repo_root().join("examples/warden.toml"));
+    assert!(configs.len() >= 3);
+    let out = warden()
+        .args(["config", "validate"])
+        .args(&configs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn config_validate_reports_file_line_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bad.toml");
+    std::fs::write(
+        &f,
+        "[server]\nlisten = \"127.0.0.1:1\"\ncolour = \"blue\"\n",
+    )
+    .unwrap();
+    let out = warden()
+        .args(["config", "validate"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("bad.toml:3:1"), "{text}");
+    assert!(text.contains("unknown field `colour`"), "{text}");
+}
+
+#[test]
+fn committed_config_schema_is_current() {
+    let out = warden().args(["config", "schema"]).output().unwrap();
+    let generated: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let committed: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("docs/warden.schema.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        generated, committed,
+        "run: warden config schema > docs/warden.schema.json"
+    );
+}
+
+#[test]
+fn example_policy_tests_pass_through_the_cli() {
+    let root = repo_root().join("examples/policies");
+    let files: Vec<_> = ["crm", "finance", "autonomy"]
+        .iter()
+        .map(|d| root.join(d).join("tests.yaml"))
+        .collect();
+    let out = warden()
+        .args(["policy", "test", "--json"])
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let results: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(results.len(), 28);
+    assert!(results.iter().all(|r| r["passed"] == true));
+}
+
+#[test]
+fn policy_test_fails_loudly_when_a_case_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.cedar"),
+        "permit(principal, action, resource);",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("t.yaml"), "cases:\n  - name: wrong on purpose\n    request: {agent: a, action: call_tool, resource: s/t, autonomy: intern, time: 0}\n    expect: deny\n").unwrap();
+    let out = warden()
+        .args(["policy", "test"])
+        .arg(dir.path().join("t.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("expected deny, got allow"));
+}
+
+#[test]
+fn policy_validate_and_explain() {
+    let crm = repo_root().join("examples/policies/crm");
+    let out = warden()
+        .args(["policy", "validate"])
+        .arg(&crm)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("5 policies"));
+
+    let out = warden()
+        .args(["policy", "explain", "--policies"])
+        .arg(&crm)
+        .args([
+            "--agent",
+            "crm-assistant",
+            "--resource",
+            "crm/update_deal",
+            "--args",
+            r#"{"deal_id":"d-7","value":9000}"#,
+            "--autonomy",
+            "senior",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("decision: deny"), "{text}");
+    assert!(text.contains("crm-no-deal-values"), "{text}");
+    assert!(text.contains("DETERMINING"), "{text}");
+    assert!(
+        text.contains("context.arguments has value"),
+        "shows the condition: {text}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.cedar");
+    std::fs::write(
+        &bad,
+        "permit(principal, action, resource);\n\npermit(principal, action resource);\n",
+    )
+    .unwrap();
+    let out = warden()
+        .args(["policy", "validate"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("bad.cedar:3:"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
