@@ -1,5 +1,6 @@
 //! `warden`: the Zero Trust gateway for AI agents.
 
+mod bench;
 mod config_cmd;
 mod policy_cmd;
 mod serve;
@@ -8,6 +9,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+/// Cedar builds and drops many small values per decision; mimalloc makes that markedly
+/// cheaper than the system allocator (docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Warden verifies every action an AI agent takes: who it is, what its task allows, and
 /// whether this call with these arguments is allowed right now.
@@ -28,6 +34,9 @@ enum Command {
     /// Validate, test and explain Cedar policy sets.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
+    /// Load drivers for measuring a running Warden.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// The config file to use: the flag, else `$WARDEN_CONFIG`, else none (defaults).
@@ -44,6 +53,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Config(cmd) => config_cmd::run(cmd),
         Command::Policy(cmd) => policy_cmd::run(cmd),
+        Command::Bench(cmd) => bench::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -18,6 +18,10 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use warden_core::{ActionKind, AgentId, AutonomyLevel, Effect, RiskScore};
 use warden_policy::{ActionRequest, PolicySnapshot, PolicySources, SourceFile, TaskInfo};
 
+/// The allocator `warden` ships with, so the figures match the binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const AGENTS: usize = 1000;
 const TOOLS: usize = 100;
 const SERVERS: usize = 10;

@@ -1,0 +1,229 @@
+//! `warden bench authzen`: a load driver for the AuthZEN endpoint over loopback.
+//!
+//! Each connection is a keep-alive HTTP/1.1 client on its own task that sends one request,
+//! reads the whole response, and records the latency; the driver reports decisions/s and
+//! latency percentiles. It is deliberately small (no client library on the measured path).
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Load the AuthZEN evaluation endpoint of a running Warden and report throughput and
+    /// latency percentiles.
+    Authzen(AuthzenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AuthzenArgs {
+    /// Address of the running Warden.
+    #[arg(long, default_value = "127.0.0.1:8470")]
+    addr: SocketAddr,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// How long to measure, in seconds (after a 1 s warm-up).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// A JSON file whose `evaluation[].request` bodies are sent in turn (an AuthZEN
+    /// decisions file). Default: one built-in Todo request.
+    #[arg(long, value_name = "FILE")]
+    requests: Option<std::path::PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+const DEFAULT_BODY: &str = r#"{"subject":{"type":"user","id":"CiRmZDE2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs"},"action":{"name":"can_update_todo"},"resource":{"type":"todo","id":"7240d0db-8ff0-41ec-98b2-34a096273b91","properties":{"ownerID":"morty@the-citadel.com"}}}"#;
+
+pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
+    let BenchCommand::Authzen(args) = cmd;
+    let bodies: Vec<String> = match &args.requests {
+        None => vec![DEFAULT_BODY.to_owned()],
+        Some(path) => {
+            let v: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?,
+            )?;
+            v.get("evaluation")
+                .and_then(serde_json::Value::as_array)
+                .context("the file has no `evaluation` array")?
+                .iter()
+                .filter_map(|c| c.get("request").map(ToString::to_string))
+                .collect()
+        }
+    };
+    if bodies.is_empty() {
+        bail!("no requests to send");
+    }
+    let requests: Vec<Vec<u8>> = bodies
+        .iter()
+        .map(|b| {
+            format!(
+                "POST /access/v1/evaluation HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+                args.addr,
+                b.len()
+            )
+            .into_bytes()
+        })
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let (samples, errors) = rt.block_on(load(&args, requests))?;
+    report(&args, samples, errors)
+}
+
+async fn load(args: &AuthzenArgs, requests: Vec<Vec<u8>>) -> anyhow::Result<(Vec<u32>, u64)> {
+    let warmup = Duration::from_secs(1);
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let end = measure_from + Duration::from_secs(args.seconds);
+    let requests = std::sync::Arc::new(requests);
+    let mut tasks = Vec::new();
+    for c in 0..args.connections {
+        let requests = std::sync::Arc::clone(&requests);
+        let addr = args.addr;
+        tasks.push(tokio::spawn(async move {
+            connection(addr, &requests, c, measure_from, end).await
+        }));
+    }
+    let mut samples = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (s, e) = t.await??;
+        samples.extend(s);
+        errors += e;
+    }
+    Ok((samples, errors))
+}
+
+async fn connection(
+    addr: SocketAddr,
+    requests: &[Vec<u8>],
+    offset: usize,
+    measure_from: Instant,
+    end: Instant,
+) -> anyhow::Result<(Vec<u32>, u64)> {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("cannot connect to {addr}: is `warden serve` running?"))?;
+    stream.set_nodelay(true)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut samples = Vec::with_capacity(1 << 20);
+    let mut errors = 0;
+    let mut i = offset;
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        let req = requests
+            .get(i % requests.len())
+            .map_or(&[][..], Vec::as_slice);
+        i += 1;
+        stream.write_all(req).await?;
+        let ok = read_response(&mut stream, &mut buf).await?;
+        let took = now.elapsed();
+        if now >= measure_from {
+            samples.push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+            if !ok {
+                errors += 1;
+            }
+        }
+    }
+    Ok((samples, errors))
+}
+
+/// Reads one response; true when its status is 200.
+async fn read_response(stream: &mut TcpStream, buf: &mut [u8]) -> anyhow::Result<bool> {
+    let mut filled = 0;
+    loop {
+        let n = stream
+            .read(buf.get_mut(filled..).unwrap_or_default())
+            .await?;
+        if n == 0 {
+            bail!("the server closed the connection");
+        }
+        filled += n;
+        let head = buf.get(..filled).unwrap_or_default();
+        if let Some(end) = find(head, b"\r\n\r\n") {
+            let headers = String::from_utf8_lossy(head.get(..end).unwrap_or_default()).into_owned();
+            let len: usize = headers
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            let total = end + 4 + len;
+            while filled < total {
+                let n = stream
+                    .read(buf.get_mut(filled..).unwrap_or_default())
+                    .await?;
+                if n == 0 {
+                    bail!("the server closed the connection");
+                }
+                filled += n;
+            }
+            return Ok(headers.starts_with("HTTP/1.1 200"));
+        }
+        if filled == buf.len() {
+            bail!("response headers too large");
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn report(args: &AuthzenArgs, mut samples: Vec<u32>, errors: u64) -> anyhow::Result<ExitCode> {
+    if samples.is_empty() {
+        bail!("no request completed");
+    }
+    samples.sort_unstable();
+    let at = |q: f64| {
+        let i = ((samples.len() - 1) as f64 * q).round() as usize;
+        samples.get(i).copied().unwrap_or_default()
+    };
+    let rate = samples.len() as f64 / args.seconds as f64;
+    let result = serde_json::json!({
+        "connections": args.connections,
+        "seconds": args.seconds,
+        "requests": samples.len(),
+        "errors": errors,
+        "decisions_per_second": rate.round(),
+        "latency_us": {"p50": at(0.50), "p90": at(0.90), "p99": at(0.99), "p999": at(0.999), "max": at(1.0)},
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        println!(
+            "{} connections, {} s: {} decisions ({:.0}/s), {} errors",
+            args.connections,
+            args.seconds,
+            samples.len(),
+            rate,
+            errors
+        );
+        println!(
+            "latency µs: p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+            at(0.50),
+            at(0.90),
+            at(0.99),
+            at(0.999),
+            at(1.0)
+        );
+    }
+    Ok(if errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
