@@ -179,6 +179,17 @@ async fn read_response(stream: &mut TcpStream, buf: &mut [u8]) -> anyhow::Result
     }
 }
 
+/// Reads more bytes into `buf` after `filled`; an error when the server closed.
+async fn read_more(stream: &mut TcpStream, buf: &mut [u8], filled: usize) -> anyhow::Result<usize> {
+    let n = stream
+        .read(buf.get_mut(filled..).unwrap_or_default())
+        .await?;
+    if n == 0 {
+        bail!("the server closed the connection");
+    }
+    Ok(n)
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
