@@ -143,13 +143,7 @@ async fn connection(
 async fn read_response(stream: &mut TcpStream, buf: &mut [u8]) -> anyhow::Result<bool> {
     let mut filled = 0;
     loop {
-        let n = stream
-            .read(buf.get_mut(filled..).unwrap_or_default())
-            .await?;
-        if n == 0 {
-            bail!("the server closed the connection");
-        }
-        filled += n;
+        filled += read_more(stream, buf, filled).await?;
         let head = buf.get(..filled).unwrap_or_default();
         if let Some(end) = find(head, b"\r\n\r\n") {
             let headers = String::from_utf8_lossy(head.get(..end).unwrap_or_default()).into_owned();
@@ -163,13 +157,7 @@ async fn read_response(stream: &mut TcpStream, buf: &mut [u8]) -> anyhow::Result
                 .unwrap_or(0);
             let total = end + 4 + len;
             while filled < total {
-                let n = stream
-                    .read(buf.get_mut(filled..).unwrap_or_default())
-                    .await?;
-                if n == 0 {
-                    bail!("the server closed the connection");
-                }
-                filled += n;
+                filled += read_more(stream, buf, filled).await?;
             }
             return Ok(headers.starts_with("HTTP/1.1 200"));
         }
