@@ -239,3 +239,114 @@ fn metadata_document_names_the_endpoints() {
         format!("{}/access/v1/evaluations", w.url)
     );
 }
+
+/// The decision rules the AuthZEN 1.0 certification scenario mandates (section C-1.4),
+/// single and batched (C-2.2, C-3.2), against `examples/authzen-certification`.
+#[test]
+fn certification_fixture_decisions() {
+    let (w, _data) = start("authzen-certification");
+    let user = |id: &str| json!({"type": "user", "id": id});
+    let rec = |id: &str| json!({"type": "record", "id": id});
+    let archived =
+        json!({"type": "record", "id": "record-2", "properties": {"status": "archived"}});
+    let single = [
+        (
+            user("alice"),
+            json!({"name": "read"}),
+            rec("record-1"),
+            true,
+        ),
+        (
+            user("alice"),
+            json!({"name": "write"}),
+            rec("record-1"),
+            true,
+        ),
+        (user("bob"), json!({"name": "read"}), rec("record-1"), true),
+        (
+            user("bob"),
+            json!({"name": "write"}),
+            rec("record-1"),
+            false,
+        ),
+        (
+            user("alice"),
+            json!({"name": "write"}),
+            archived.clone(),
+            false,
+        ),
+        (
+            json!({"type": "user", "id": "bob", "properties": {"role": "admin"}}),
+            json!({"name": "write"}),
+            archived.clone(),
+            true,
+        ),
+        (
+            user("alice"),
+            json!({"name": "delete", "properties": {"soft": true}}),
+            rec("record-1"),
+            true,
+        ),
+        (
+            user("alice"),
+            json!({"name": "delete", "properties": {"soft": false}}),
+            rec("record-1"),
+            false,
+        ),
+        (
+            json!({"type": "user", "id": "alice", "properties": {"department": "Sales", "role": "manager"}}),
+            json!({"name": "read", "properties": {"method": "GET"}}),
+            json!({"type": "record", "id": "record-1", "properties": {"status": "active", "owner": "bob"}}),
+            true,
+        ),
+    ];
+    for (i, (s, a, r, want)) in single.iter().enumerate() {
+        let body = json!({"subject": s, "action": a, "resource": r, "context": {"time": "2025-06-27T18:03-07:00", "ip": "192.168.1.1"}});
+        for _ in 0..2 {
+            let (status, got) = w.post_json("/access/v1/evaluation", &body);
+            assert_eq!(status, 200);
+            assert_eq!(got["decision"], *want, "rule {}: {body} → {got}", i + 1);
+        }
+    }
+    let batches = [
+        (
+            json!({"subject": user("bob"), "resource": rec("record-1"), "evaluations": [{"action": {"name": "read"}}, {"action": {"name": "write"}}]}),
+            vec![true, false],
+        ),
+        (
+            json!({"subject": user("alice"), "action": {"name": "write"}, "evaluations": [
+            {"resource": {"type": "record", "id": "record-1", "properties": {"status": "active"}}},
+            {"resource": archived.clone()}]}),
+            vec![true, false],
+        ),
+        (
+            json!({"action": {"name": "write"}, "resource": archived.clone(), "evaluations": [
+            {"subject": user("alice")},
+            {"subject": {"type": "user", "id": "bob", "properties": {"role": "admin"}}}]}),
+            vec![false, true],
+        ),
+        (
+            json!({"evaluations": [
+            {"subject": user("alice"), "action": {"name": "read"}, "resource": rec("record-1")},
+            {"subject": user("bob"), "action": {"name": "write"}, "resource": rec("record-1")}]}),
+            vec![true, false],
+        ),
+        (
+            json!({"subject": user("alice"), "action": {"name": "write"},
+            "resource": {"type": "record", "id": "record-1", "properties": {"status": "active"}},
+            "evaluations": [{}, {"resource": archived}]}),
+            vec![true, false],
+        ),
+    ];
+    for (body, want) in batches {
+        let (status, got) = w.post_json("/access/v1/evaluations", &body);
+        assert_eq!(status, 200, "{body}");
+        let decisions: Vec<bool> = got["evaluations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["decision"].as_bool().unwrap())
+            .collect();
+        assert_eq!(decisions, want, "{body} → {got}");
+    }
+}

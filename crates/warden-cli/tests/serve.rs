@@ -190,10 +190,11 @@ fn committed_config_schema_is_current() {
 #[test]
 fn example_policy_tests_pass_through_the_cli() {
     let root = repo_root().join("examples/policies");
-    let files: Vec<_> = ["crm", "finance", "autonomy"]
+    let mut files: Vec<_> = ["crm", "finance", "autonomy"]
         .iter()
         .map(|d| root.join(d).join("tests.yaml"))
         .collect();
+    files.push(repo_root().join("examples/authzen-todo/tests.yaml"));
     let out = warden()
         .args(["policy", "test", "--json"])
         .args(&files)
@@ -205,7 +206,7 @@ fn example_policy_tests_pass_through_the_cli() {
         String::from_utf8_lossy(&out.stdout)
     );
     let results: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(results.len(), 28);
+    assert_eq!(results.len(), 33);
     assert!(results.iter().all(|r| r["passed"] == true));
 }
 

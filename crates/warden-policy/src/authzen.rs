@@ -19,7 +19,7 @@ use cedar_policy::{Context, EntityId, EntityTypeName, EntityUid, RestrictedExpre
 use serde_json::{Map, Value};
 use warden_core::Decision;
 
-use crate::snapshot::{PolicySnapshot, Query, SuppliedEntity};
+use crate::snapshot::{PolicySnapshot, Query, SuppliedEntity, guarded};
 use crate::value;
 
 /// How AuthZEN names map onto Cedar names.
@@ -261,10 +261,10 @@ pub fn parse_batch(body: &Value) -> Result<Batch, BadRequest> {
 impl PolicySnapshot {
     /// Decides one AuthZEN evaluation. Mapping problems are a `Deny` that says why.
     pub fn evaluate_authzen(&self, mapping: &Mapping, e: &Evaluation) -> Decision {
-        match self.authzen_query(mapping, e) {
+        guarded(|| match self.authzen_query(mapping, e) {
             Ok(q) => self.decide(&q, None),
             Err(msg) => Decision::invalid_request(msg),
-        }
+        })
     }
 
     fn authzen_query(&self, mapping: &Mapping, e: &Evaluation) -> Result<Query, String> {

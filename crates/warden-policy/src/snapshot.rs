@@ -159,10 +159,10 @@ impl PolicySnapshot {
     /// Decides one agent action (PE-1). Never panics; any problem with the request is a
     /// `Deny` that says what was wrong.
     pub fn evaluate(&self, req: &ActionRequest) -> Decision {
-        match req.to_query(&self.types, &self.store) {
+        guarded(|| match req.to_query(&self.types, &self.store) {
             Ok(q) => self.decide(&q, None),
             Err(e) => Decision::invalid_request(e.to_string()),
-        }
+        })
     }
 
     /// Like [`evaluate`](Self::evaluate), and also says which policies were candidates and
@@ -367,6 +367,14 @@ struct Outcome {
     errors: Vec<DecisionError>,
 }
 
+/// Runs a decision so that even a panic inside it (ours or Cedar's) is a deny, never an
+/// unanswered call or a crashed worker: fail closed.
+pub(crate) fn guarded(decide: impl FnOnce() -> Decision) -> Decision {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decide)).unwrap_or_else(|_| {
+        Decision::invalid_request("internal error in the policy engine; denied (fail closed)")
+    })
+}
+
 fn because(m: &PolicyMeta, verb: &str) -> String {
     match &m.reason {
         Some(r) => r.clone(),
@@ -472,5 +480,19 @@ pub fn effect_name(e: CedarEffect) -> &'static str {
     match e {
         CedarEffect::Permit => "permit",
         CedarEffect::Forbid => "forbid",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_while_deciding_is_a_deny() {
+        let d = guarded(|| panic!("boom"));
+        assert_eq!(d.effect, Effect::Deny);
+        assert!(d.reasons[0].contains("fail closed"), "{:?}", d.reasons);
+        let ok = guarded(|| Decision::default_deny("x"));
+        assert_eq!(ok.reasons, vec!["x".to_owned()]);
     }
 }
