@@ -8,7 +8,7 @@ use clap::Subcommand;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use warden_core::{ActionKind, AgentId, AutonomyLevel, Effect, RiskScore};
 use warden_gateway::policy_files;
-use warden_policy::{ActionRequest, PolicySnapshot, TaskInfo, full_schema_text, testing};
+use warden_policy::{ActionRequest, Outcome, PolicySnapshot, TaskInfo, full_schema_text, testing};
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
@@ -226,18 +226,12 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
             }
         }
     };
-    let (decision, trace) = snapshot.explain(&request);
+    let ex = snapshot.explain_conditions(&request);
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "decision": decision,
-                "candidates": trace.candidates,
-                "satisfied": trace.satisfied,
-            }))?
-        );
+        println!("{}", serde_json::to_string_pretty(&ex)?);
         return Ok(ExitCode::SUCCESS);
     }
+    let decision = &ex.decision;
     println!("decision: {}", decision.effect);
     for r in &decision.reasons {
         println!("  because {r}");
@@ -255,26 +249,28 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         println!("  notify: {}", decision.notify.join(", "));
     }
     println!(
-        "\n{} of {} policies could apply to this request (scope matched the index):",
-        trace.candidates.len(),
+        "\n{} of {} policies could apply to this request (the scope index's slice):",
+        ex.trace.candidates.len(),
         snapshot.stats().policies
     );
-    for id in &trace.candidates {
-        let Some(m) = snapshot.policy(id.as_str()) else {
+    for p in &ex.policies {
+        let Some(m) = snapshot.policy(p.id.as_str()) else {
             continue;
         };
-        let status = if decision.determining.contains(id) {
+        let status = if decision.determining.contains(&p.id) {
             "DETERMINING"
-        } else if trace.satisfied.contains(id) {
+        } else if ex.trace.satisfied.contains(&p.id) {
             "satisfied"
         } else if decision
             .errors
             .iter()
-            .any(|e| e.policy.as_ref() == Some(id))
+            .any(|e| e.policy.as_ref() == Some(&p.id))
         {
             "error"
+        } else if !p.scope_matched {
+            "scope does not match"
         } else {
-            "not satisfied (scope or conditions false)"
+            "conditions not met"
         };
         println!(
             "\n  {} {} at {}:{} — {status}",
@@ -283,8 +279,24 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
             m.file,
             m.line
         );
-        for line in m.text.lines() {
-            println!("    │ {line}");
+        if let Some(r) = &m.reason {
+            println!("    reason: {r}");
+        }
+        for c in &p.conditions {
+            // An `unless` clause holds when its condition is false.
+            let (mark, note) = match (&c.outcome, c.clause.as_str()) {
+                (Outcome::True, "unless") => (
+                    "✗",
+                    "true (an `unless` blocks the policy when all its parts are true)".to_owned(),
+                ),
+                (Outcome::False, "unless") => {
+                    ("✓", "false, so this `unless` does not block".to_owned())
+                }
+                (Outcome::True, _) => ("✓", "true".to_owned()),
+                (Outcome::False, _) => ("✗", "false".to_owned()),
+                (Outcome::Error(e), _) => ("!", format!("error: {e}")),
+            };
+            println!("    {mark} {} {{ {} }} — {note}", c.clause, c.text);
         }
     }
     if decision.effect == Effect::Deny

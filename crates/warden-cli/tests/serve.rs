@@ -258,9 +258,52 @@ fn policy_validate_and_explain() {
     assert!(text.contains("decision: deny"), "{text}");
     assert!(text.contains("crm-no-deal-values"), "{text}");
     assert!(text.contains("DETERMINING"), "{text}");
+    // Condition by condition: the deal-value forbid's condition held.
+    assert!(
+        text.lines().any(|l| l.contains("✓ when")
+            && l.contains("context.arguments has value")
+            && l.ends_with("— true")),
+        "{text}"
+    );
     assert!(
         text.contains("context.arguments has value"),
         "shows the condition: {text}"
+    );
+
+    // A permit whose scope matched but whose condition failed says which condition.
+    let out = warden()
+        .args(["policy", "explain", "--policies"])
+        .arg(repo_root().join("examples/policies/finance"))
+        .args([
+            "--agent",
+            "payables-bot",
+            "--resource",
+            "bank/transfer_funds",
+            "--args",
+            r#"{"amount": 5000, "to_account": "DE89370400440532013000"}"#,
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let ex: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ex["decision"]["effect"], "require_approval");
+    let small = ex["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "finance-transfer-small")
+        .unwrap();
+    assert_eq!(small["scope_matched"], true);
+    let failed: Vec<&Value> = small["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["outcome"] == "false")
+        .collect();
+    assert_eq!(failed.len(), 1, "{small}");
+    assert!(
+        failed[0]["text"].as_str().unwrap().contains("<= 1000"),
+        "{small}"
     );
 
     let dir = tempfile::tempdir().unwrap();

@@ -19,6 +19,7 @@
 pub mod authzen;
 mod engine;
 mod error;
+mod explain;
 mod index;
 mod load;
 mod request;
@@ -30,6 +31,7 @@ mod value;
 
 pub use engine::{Engine, Reload};
 pub use error::{LoadError, LoadErrors};
+pub use explain::{Condition, Explanation, Outcome, PolicyExplanation};
 pub use load::{KNOWN_ANNOTATIONS, PolicyMeta};
 pub use request::{ActionRequest, RequestError, TaskInfo};
 pub use schema::{BASE_SCHEMA, full_schema_text};

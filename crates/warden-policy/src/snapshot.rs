@@ -1,5 +1,6 @@
 //! A loaded, validated, indexed policy set, and the decision step.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -38,7 +39,7 @@ pub(crate) struct Query {
 }
 
 /// What the decision step saw, for `warden policy explain`.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Trace {
     /// Policies whose scope could match (the slice handed to Cedar).
     pub candidates: Vec<PolicyId>,
@@ -47,7 +48,7 @@ pub struct Trace {
 }
 
 #[derive(Debug, Clone)]
-struct ActionInfo {
+pub(crate) struct ActionInfo {
     keys: Vec<ScopeKey>,
     principals: HashSet<EntityTypeName>,
     resources: HashSet<EntityTypeName>,
@@ -68,15 +69,15 @@ pub struct SnapshotStats {
 pub struct PolicySnapshot {
     version: String,
     schema: Schema,
-    policies: PolicySet,
-    meta: HashMap<CedarPolicyId, Arc<PolicyMeta>>,
+    pub(crate) policies: PolicySet,
+    pub(crate) meta: HashMap<CedarPolicyId, Arc<PolicyMeta>>,
     index: SliceIndex,
-    store: Entities,
+    pub(crate) store: Entities,
     actions: HashMap<EntityUid, ActionInfo>,
     warnings: Vec<LoadError>,
     stats: SnapshotStats,
-    authorizer: Authorizer,
-    types: WardenTypes,
+    pub(crate) authorizer: Authorizer,
+    pub(crate) types: WardenTypes,
 }
 
 impl PolicySnapshot {
@@ -196,37 +197,47 @@ impl PolicySnapshot {
         self.decide_with(q, None, false)
     }
 
-    fn decide_with(&self, q: &Query, trace: Option<&mut Trace>, sliced: bool) -> Decision {
+    /// Checks the action and builds the Cedar request and the entity view it is decided
+    /// against (the store itself unless the request brings entities of its own).
+    pub(crate) fn prepare<'a>(
+        &'a self,
+        q: &Query,
+    ) -> Result<(&'a ActionInfo, Request, Cow<'a, Entities>), Box<Decision>> {
         let Some(action) = self.actions.get(&q.action) else {
-            return Decision::invalid_request(format!(
+            return Err(Box::new(Decision::invalid_request(format!(
                 "unknown action {}; the schema declares {}",
                 q.action,
                 self.action_names()
-            ));
+            ))));
         };
         if let Some(d) = check_applies(action, q) {
-            return d;
+            return Err(Box::new(d));
         }
-        let local;
         let view = if q.supplied.is_empty() {
-            &self.store
+            Cow::Borrowed(&self.store)
         } else {
-            local = match self.local_view(q) {
-                Ok(e) => e,
-                Err(e) => return Decision::invalid_request(e),
-            };
-            &local
+            Cow::Owned(
+                self.local_view(q)
+                    .map_err(|e| Box::new(Decision::invalid_request(e)))?,
+            )
         };
-        let request = match Request::new(
+        let request = Request::new(
             q.principal.clone(),
             q.action.clone(),
             q.resource.clone(),
             q.context.clone(),
             None,
-        ) {
-            Ok(r) => r,
-            Err(e) => return Decision::invalid_request(e.to_string()),
+        )
+        .map_err(|e| Box::new(Decision::invalid_request(e.to_string())))?;
+        Ok((action, request, view))
+    }
+
+    fn decide_with(&self, q: &Query, trace: Option<&mut Trace>, sliced: bool) -> Decision {
+        let (action, request, view) = match self.prepare(q) {
+            Ok(p) => p,
+            Err(d) => return *d,
         };
+        let view = view.as_ref();
         let mut leaves: Vec<&PolicySet> = Vec::new();
         if sliced {
             let mut pkeys = Vec::with_capacity(8);
