@@ -7,11 +7,13 @@
 //! record and every protocol response are built from it.
 
 mod action;
+mod agent;
 mod autonomy;
 mod decision;
 mod ids;
 
 pub use action::ActionKind;
+pub use agent::{AgentKey, AgentRecord, AgentState, NewAgent, PublicJwk, UnknownState};
 pub use autonomy::AutonomyLevel;
 pub use decision::{ApprovalRequirement, Decision, DecisionError, Effect};
 pub use ids::{AgentId, IdError, PolicyId, RiskScore, TaskId, ToolRef};

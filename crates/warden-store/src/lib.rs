@@ -1,0 +1,106 @@
+//! Warden's state: storage traits and the embedded default on SQLite.
+//!
+//! The traits are async and each method is one transaction. The rules of the registry are
+//! part of the contract and hold for every backend (`tests/agents.rs` is the conformance
+//! suite): an agent always has at least one sponsor while active; removing the last sponsor
+//! suspends it (ID-3); a revoked agent stays revoked. The SQL is portable so that the
+//! PostgreSQL backend (scale-out, OP-4) can share the migrations.
+//!
+//! The SQLite store is one file in the data directory, in WAL mode, with foreign keys on.
+//! Calls run on tokio's blocking pool, never on an async worker.
+
+mod agents;
+mod migrate;
+mod sqlite;
+
+use std::future::Future;
+
+use warden_core::{AgentId, AgentRecord, AgentState, AutonomyLevel, NewAgent, PublicJwk};
+
+pub use sqlite::SqliteStore;
+
+/// A storage failure, or a registry rule the request would break.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("agent `{0}` does not exist")]
+    UnknownAgent(AgentId),
+    #[error("agent `{0}` already exists")]
+    AgentExists(AgentId),
+    #[error("agent `{0}` is revoked; revocation is final")]
+    Revoked(AgentId),
+    #[error("an agent needs at least one sponsor")]
+    NoSponsor,
+    #[error("agent `{agent}` has no sponsor `{sponsor}`")]
+    UnknownSponsor { agent: AgentId, sponsor: String },
+    #[error("agent `{0}` has no sponsor; add one before resuming it")]
+    ResumeWithoutSponsor(AgentId),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("the storage task failed: {0}")]
+    Task(String),
+}
+
+/// What changed when a sponsor was removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SponsorRemoved {
+    pub agent: AgentRecord,
+    /// True when this was the last sponsor and the agent was suspended for it.
+    pub suspended: bool,
+}
+
+/// The agent registry.
+pub trait AgentStore: Send + Sync {
+    /// Registers an agent, active, with one key. Needs at least one sponsor.
+    fn create_agent(
+        &self,
+        agent: NewAgent,
+        now: i64,
+    ) -> impl Future<Output = Result<AgentRecord, StoreError>> + Send;
+
+    fn agent(&self, id: &AgentId) -> impl Future<Output = Result<AgentRecord, StoreError>> + Send;
+
+    /// Every agent, by id.
+    fn agents(&self) -> impl Future<Output = Result<Vec<AgentRecord>, StoreError>> + Send;
+
+    /// Moves an agent to `state`. Revoked is final; resuming needs a sponsor.
+    fn set_state(
+        &self,
+        id: &AgentId,
+        state: AgentState,
+        now: i64,
+    ) -> impl Future<Output = Result<AgentRecord, StoreError>> + Send;
+
+    fn set_autonomy(
+        &self,
+        id: &AgentId,
+        autonomy: AutonomyLevel,
+        now: i64,
+    ) -> impl Future<Output = Result<AgentRecord, StoreError>> + Send;
+
+    fn add_sponsor(
+        &self,
+        id: &AgentId,
+        sponsor: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<AgentRecord, StoreError>> + Send;
+
+    /// Removes a sponsor; removing the last one suspends the agent (ID-3).
+    fn remove_sponsor(
+        &self,
+        id: &AgentId,
+        sponsor: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<SponsorRemoved, StoreError>> + Send;
+
+    /// Adds `key` as the current key; the previous current key stays valid until
+    /// `now + grace_secs` (rotation without downtime).
+    fn rotate_key(
+        &self,
+        id: &AgentId,
+        key: PublicJwk,
+        grace_secs: i64,
+        now: i64,
+    ) -> impl Future<Output = Result<AgentRecord, StoreError>> + Send;
+}

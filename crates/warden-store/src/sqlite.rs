@@ -1,0 +1,158 @@
+//! The embedded default: one SQLite file in the data directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OpenFlags};
+use warden_core::{AgentId, AgentRecord, AgentState, AutonomyLevel, NewAgent, PublicJwk};
+
+use crate::{AgentStore, SponsorRemoved, StoreError, agents, migrate};
+
+/// The file name of the database inside the data directory.
+pub const DB_FILE: &str = "warden.db";
+
+/// The SQLite store. Cloning shares the connection.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `warden.db` in `data_dir`, in WAL mode, and migrates it.
+    pub fn open_in(data_dir: &Path, now: i64) -> Result<Self, StoreError> {
+        Self::open(&data_dir.join(DB_FILE), now)
+    }
+
+    /// Opens the database file at `path`.
+    pub fn open(path: &Path, now: i64) -> Result<Self, StoreError> {
+        let mut conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        // WAL: readers never block the writer. FULL: a committed registry change (a
+        // revocation, a suspension) survives power loss, not only a crash.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap_or(0);
+        if version > migrate::latest() {
+            return Err(StoreError::Corrupt(format!(
+                "{} has schema version {version}, newer than this build of Warden knows ({}); \
+                 upgrade Warden",
+                path.display(),
+                migrate::latest()
+            )));
+        }
+        migrate::migrate(&mut conn, now)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Where the database lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` with the connection on the blocking pool, inside one transaction.
+    async fn tx<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Task("the database connection lock is poisoned".into()))?;
+            let tx = guard.transaction()?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+impl AgentStore for SqliteStore {
+    async fn create_agent(&self, agent: NewAgent, now: i64) -> Result<AgentRecord, StoreError> {
+        self.tx(move |tx| agents::create(tx, &agent, now)).await
+    }
+
+    async fn agent(&self, id: &AgentId) -> Result<AgentRecord, StoreError> {
+        let id = id.clone();
+        self.tx(move |tx| agents::load(tx, &id)).await
+    }
+
+    async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        self.tx(agents::load_all).await
+    }
+
+    async fn set_state(
+        &self,
+        id: &AgentId,
+        state: AgentState,
+        now: i64,
+    ) -> Result<AgentRecord, StoreError> {
+        let id = id.clone();
+        self.tx(move |tx| agents::set_state(tx, &id, state, now))
+            .await
+    }
+
+    async fn set_autonomy(
+        &self,
+        id: &AgentId,
+        autonomy: AutonomyLevel,
+        now: i64,
+    ) -> Result<AgentRecord, StoreError> {
+        let id = id.clone();
+        self.tx(move |tx| agents::set_autonomy(tx, &id, autonomy, now))
+            .await
+    }
+
+    async fn add_sponsor(
+        &self,
+        id: &AgentId,
+        sponsor: &str,
+        now: i64,
+    ) -> Result<AgentRecord, StoreError> {
+        let (id, sponsor) = (id.clone(), sponsor.to_owned());
+        self.tx(move |tx| agents::add_sponsor(tx, &id, &sponsor, now))
+            .await
+    }
+
+    async fn remove_sponsor(
+        &self,
+        id: &AgentId,
+        sponsor: &str,
+        now: i64,
+    ) -> Result<SponsorRemoved, StoreError> {
+        let (id, sponsor) = (id.clone(), sponsor.to_owned());
+        self.tx(move |tx| agents::remove_sponsor(tx, &id, &sponsor, now))
+            .await
+    }
+
+    async fn rotate_key(
+        &self,
+        id: &AgentId,
+        key: PublicJwk,
+        grace_secs: i64,
+        now: i64,
+    ) -> Result<AgentRecord, StoreError> {
+        let id = id.clone();
+        self.tx(move |tx| agents::rotate_key(tx, &id, &key, grace_secs, now))
+            .await
+    }
+}
