@@ -1,5 +1,6 @@
 //! `warden`: the Zero Trust gateway for AI agents.
 
+mod agent_cmd;
 mod bench;
 mod config_cmd;
 mod policy_cmd;
@@ -34,6 +35,8 @@ enum Command {
     /// Validate, test and explain Cedar policy sets.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
+    /// Register and manage agent identities.
+    Agent(agent_cmd::AgentArgs),
     /// Load drivers for measuring a running Warden.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::Config(cmd) => config_cmd::run(cmd),
         Command::Policy(cmd) => policy_cmd::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Agent(args) => agent_cmd::run(args),
     };
     match result {
         Ok(code) => code,
