@@ -3,6 +3,7 @@
 mod agent_cmd;
 mod bench;
 mod config_cmd;
+mod keys_cmd;
 mod policy_cmd;
 mod serve;
 
@@ -37,6 +38,9 @@ enum Command {
     Policy(policy_cmd::PolicyCommand),
     /// Register and manage agent identities.
     Agent(agent_cmd::AgentArgs),
+    /// Manage Warden's own token-signing keys.
+    #[command(subcommand)]
+    Keys(keys_cmd::KeysCommand),
     /// Load drivers for measuring a running Warden.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
         Command::Policy(cmd) => policy_cmd::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Agent(args) => agent_cmd::run(args),
+        Command::Keys(cmd) => keys_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,

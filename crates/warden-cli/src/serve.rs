@@ -56,6 +56,11 @@ fn print_banner(info: &warden_gateway::ServerInfo) {
     );
     println!("  listening    {url}");
     println!("  data dir     {}", info.data_dir.display());
+    println!("  store        {}", info.store.display());
+    println!(
+        "  signing key  {} ({url}/.well-known/jwks.json)",
+        info.signing_kid
+    );
     println!(
         "  policy set   {} — {} {} ({})",
         info.policy_source,

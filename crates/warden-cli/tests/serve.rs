@@ -27,6 +27,35 @@ fn serve_with_no_arguments_runs_the_embedded_default() {
         w.stdout
     );
     assert_eq!(w.get("/healthz"), (200, "ok\n".to_owned()));
+    // First start: the store and Warden's signing key exist, the key file owner-only.
+    assert!(dir.join("warden.db").is_file());
+    let key_files: Vec<_> = std::fs::read_dir(dir.join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(key_files.len(), 1);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key_files[0])
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
+    }
+    let (s, jwks) = w.get("/.well-known/jwks.json");
+    assert_eq!(s, 200);
+    let jwks: Value = serde_json::from_str(&jwks).unwrap();
+    assert_eq!(jwks["keys"][0]["alg"], "EdDSA");
+    assert!(jwks["keys"][0].get("d").is_none(), "never the private part");
+    assert!(
+        w.stdout.contains(jwks["keys"][0]["kid"].as_str().unwrap()),
+        "{}",
+        w.stdout
+    );
     // Default deny: whatever is asked, the answer is no.
     let (s, b) = w.post_json(
         "/access/v1/evaluation",

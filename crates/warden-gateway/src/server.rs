@@ -25,6 +25,10 @@ pub struct ServerInfo {
     pub policies: usize,
     pub authzen: bool,
     pub watching: bool,
+    /// The SQLite database file.
+    pub store: PathBuf,
+    /// The `kid` of the key tokens are signed with.
+    pub signing_kid: String,
 }
 
 /// A bound, ready server.
@@ -33,6 +37,7 @@ pub struct Server {
     listener: tokio::net::TcpListener,
     router: Router,
     info: ServerInfo,
+    _store: warden_store::SqliteStore,
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
@@ -53,6 +58,12 @@ pub fn data_dir(config: &Config) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("warden-data"))
 }
 
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     let mut b = std::fs::DirBuilder::new();
     b.recursive(true);
@@ -68,6 +79,13 @@ impl Server {
         let data_dir = data_dir(config);
         create_private_dir(&data_dir)
             .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+        let now = unix_now();
+        let store = warden_store::SqliteStore::open_in(&data_dir, now)
+            .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+        let keys = warden_identity::ServerKeys::load_or_create(&data_dir.join("keys"), now)
+            .context("cannot load Warden's signing keys")?;
+        let signing_kid = keys.current().public_jwk().kid;
+        let jwks = keys.jwks();
 
         let (snapshot, policy_source) = match &config.policy.dir {
             None => (
@@ -117,7 +135,15 @@ impl Server {
             api_key,
             base_url,
         });
-        let mut router = Router::new().route("/healthz", get(|| async { "ok\n" }));
+        let mut router = Router::new()
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route(
+                "/.well-known/jwks.json",
+                get(move || {
+                    let jwks = jwks.clone();
+                    async move { axum::Json(jwks) }
+                }),
+            );
         if config.authzen.enabled {
             let authzen = Router::new()
                 .route(
@@ -158,7 +184,10 @@ impl Server {
                 policies,
                 authzen: config.authzen.enabled,
                 watching: watcher.is_some(),
+                store: store.path().to_path_buf(),
+                signing_kid,
             },
+            _store: store,
             _watcher: watcher,
         })
     }
