@@ -90,12 +90,6 @@ enum SponsorCommand {
     Remove { id: AgentId, sponsor: String },
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let mut config = config_cmd::load_or_default(args.config.config.as_deref())?;
     if let Some(d) = args.data_dir {
@@ -104,7 +98,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let data_dir = warden_gateway::data_dir(&config);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-    let store = SqliteStore::open_in(&data_dir, now())
+    let store = SqliteStore::open_in(&data_dir, warden_gateway::unix_now())
         .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -113,7 +107,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn dispatch(store: &SqliteStore, cmd: AgentCommand, json: bool) -> anyhow::Result<ExitCode> {
-    let t = now();
+    let t = warden_gateway::unix_now();
     let agent = match cmd {
         AgentCommand::Create {
             id,

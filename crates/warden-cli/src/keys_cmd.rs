@@ -28,10 +28,7 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
         config.server.data_dir = Some(d);
     }
     let dir = warden_gateway::data_dir(&config).join("keys");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    let kid = ServerKeys::rotate(&dir, now)?;
+    let kid = ServerKeys::rotate(&dir, warden_gateway::unix_now())?;
     println!("new signing key {kid} written to {}", dir.display());
     println!("restart `warden serve` to sign with it; the previous key stays in the JWKS");
     Ok(ExitCode::SUCCESS)

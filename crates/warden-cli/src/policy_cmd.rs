@@ -221,7 +221,7 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
                 delegated_by: Vec::new(),
                 autonomy: a.autonomy,
                 risk: RiskScore::new(a.risk)?,
-                time: a.time.unwrap_or_else(now),
+                time: a.time.unwrap_or_else(warden_gateway::unix_now),
                 reason: None,
             }
         }
@@ -306,10 +306,4 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         println!("\nNo permit policy was satisfied, so the request is denied by default.");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

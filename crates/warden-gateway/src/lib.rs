@@ -10,4 +10,4 @@ pub mod policy_files;
 pub mod reload;
 mod server;
 
-pub use server::{Server, ServerInfo, data_dir};
+pub use server::{Server, ServerInfo, data_dir, unix_now};

@@ -58,7 +58,8 @@ pub fn data_dir(config: &Config) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("warden-data"))
 }
 
-fn unix_now() -> i64 {
+/// Seconds since the Unix epoch, from the system clock (0 if the clock is before 1970).
+pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
