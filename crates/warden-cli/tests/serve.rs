@@ -183,6 +183,22 @@ fn every_example_config_validates() {
 }
 
 #[test]
+fn a_public_listen_override_without_an_api_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = warden()
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .env("WARDEN_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "must not serve an open AuthZEN API publicly"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("authzen.api_key"), "{err}");
+}
+
+#[test]
 fn config_validate_reports_file_line_and_reason() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("bad.toml");

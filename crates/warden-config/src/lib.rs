@@ -211,18 +211,8 @@ impl Config {
                 message,
             }
         };
-        if self.authzen.enabled
-            && self.authzen.api_key.is_none()
-            && !self.server.listen.ip().is_loopback()
-        {
-            return Err(err(
-                "listen",
-                format!(
-                    "server.listen {} is not a loopback address, so the AuthZEN API needs \
-                     authzen.api_key (or set authzen.enabled = false)",
-                    self.server.listen
-                ),
-            ));
+        if let Some(problem) = self.exposure_problem() {
+            return Err(err("listen", problem));
         }
         for (from, to) in &self.authzen.types {
             if !is_cedar_ident(to) {
@@ -241,6 +231,22 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// Why serving this config would expose an unauthenticated API, if it would: the AuthZEN
+    /// API on a non-loopback address needs an API key. Checked when the file is parsed and
+    /// again when the server binds, after command-line overrides of the address.
+    pub fn exposure_problem(&self) -> Option<String> {
+        (self.authzen.enabled
+            && self.authzen.api_key.is_none()
+            && !self.server.listen.ip().is_loopback())
+        .then(|| {
+            format!(
+                "server.listen {} is not a loopback address, so the AuthZEN API needs \
+                 authzen.api_key (or set authzen.enabled = false)",
+                self.server.listen
+            )
+        })
     }
 
     fn resolve(&mut self, base: &Path) {

@@ -77,6 +77,10 @@ impl Server {
     /// Loads the policy set, creates the data directory and binds the listener. Any
     /// problem is an error here, before anything is served.
     pub async fn bind(config: &Config) -> anyhow::Result<Self> {
+        // Re-checked here: `--listen` may have changed the address after the file check.
+        if let Some(problem) = config.exposure_problem() {
+            anyhow::bail!("{problem}");
+        }
         let data_dir = data_dir(config);
         create_private_dir(&data_dir)
             .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;

@@ -167,6 +167,15 @@ pub(crate) fn set_autonomy(
     load(tx, id)
 }
 
+/// Marks the agent as changed at `now`.
+fn touch(tx: &Transaction<'_>, id: &AgentId, now: i64) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE agents SET updated_at = ?2 WHERE id = ?1",
+        params![id.as_str(), now],
+    )?;
+    Ok(())
+}
+
 fn refuse_revoked(tx: &Transaction<'_>, id: &AgentId) -> Result<AgentRecord, StoreError> {
     let a = load(tx, id)?;
     if a.state == AgentState::Revoked {
@@ -191,10 +200,7 @@ pub(crate) fn add_sponsor(
          ON CONFLICT (agent_id, sponsor) DO NOTHING",
         params![id.as_str(), sponsor, now],
     )?;
-    tx.execute(
-        "UPDATE agents SET updated_at = ?2 WHERE id = ?1",
-        params![id.as_str(), now],
-    )?;
+    touch(tx, id, now)?;
     load(tx, id)
 }
 
@@ -228,10 +234,7 @@ pub(crate) fn remove_sponsor(
             params![id.as_str(), now],
         )?;
     } else {
-        tx.execute(
-            "UPDATE agents SET updated_at = ?2 WHERE id = ?1",
-            params![id.as_str(), now],
-        )?;
+        touch(tx, id, now)?;
     }
     Ok(SponsorRemoved {
         agent: load(tx, id)?,
@@ -253,9 +256,6 @@ pub(crate) fn rotate_key(
         params![id.as_str(), until],
     )?;
     insert_key(tx, id, key, now)?;
-    tx.execute(
-        "UPDATE agents SET updated_at = ?2 WHERE id = ?1",
-        params![id.as_str(), now],
-    )?;
+    touch(tx, id, now)?;
     load(tx, id)
 }
