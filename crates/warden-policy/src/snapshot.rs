@@ -381,9 +381,15 @@ struct Outcome {
 /// Runs a decision so that even a panic inside it (ours or Cedar's) is a deny, never an
 /// unanswered call or a crashed worker: fail closed.
 pub(crate) fn guarded(decide: impl FnOnce() -> Decision) -> Decision {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decide)).unwrap_or_else(|_| {
-        Decision::invalid_request("internal error in the policy engine; denied (fail closed)")
-    })
+    guarded_value(
+        decide,
+        Decision::invalid_request("internal error in the policy engine; denied (fail closed)"),
+    )
+}
+
+/// Runs `f`; a panic inside it yields `fallback` (fail closed).
+pub(crate) fn guarded_value<T>(f: impl FnOnce() -> T, fallback: T) -> T {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(fallback)
 }
 
 fn because(m: &PolicyMeta, verb: &str) -> String {
