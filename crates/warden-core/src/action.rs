@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// What an agent is trying to do. Each kind is one Cedar action in Warden's schema
 /// (`Warden::Action::"call_tool"` and so on).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
     /// MCP `tools/call`.

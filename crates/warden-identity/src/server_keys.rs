@@ -14,6 +14,8 @@ use crate::{KeyError, KeyPair};
 pub struct ServerKeys {
     current: KeyPair,
     previous: Option<KeyPair>,
+    /// `kid` and verifying key of current and previous, computed once.
+    verifying: Vec<(String, ed25519_dalek::VerifyingKey)>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
@@ -68,7 +70,15 @@ impl ServerKeys {
             .next()
             .map(|p| KeyPair::read_private(p))
             .transpose()?;
-        Ok(Self { current, previous })
+        let verifying = std::iter::once(&current)
+            .chain(previous.as_ref())
+            .map(|k| (k.public_jwk().kid, k.signing_key().verifying_key()))
+            .collect();
+        Ok(Self {
+            current,
+            previous,
+            verifying,
+        })
     }
 
     /// Writes a new current key to `dir`; the old current key becomes the previous one.
@@ -92,6 +102,14 @@ impl ServerKeys {
         std::iter::once(&self.current)
             .chain(self.previous.as_ref())
             .find(|k| k.public_jwk().kid == kid)
+    }
+
+    /// The public key for `kid`, for verifying a token Warden signed.
+    pub fn verifying_by_kid(&self, kid: &str) -> Option<&ed25519_dalek::VerifyingKey> {
+        self.verifying
+            .iter()
+            .find(|(k, _)| k == kid)
+            .map(|(_, v)| v)
     }
 
     /// The JWKS document (`/.well-known/jwks.json`): current key first.
