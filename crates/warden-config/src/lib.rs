@@ -31,7 +31,128 @@ pub struct Config {
     #[serde(default)]
     pub authzen: AuthzenConfig,
     #[serde(default)]
+    pub oauth: OauthConfig,
+    /// The tool servers Warden fronts, by name (`[upstreams.crm]`). Each is an OAuth
+    /// protected resource at `<issuer>/mcp/<name>`.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    #[serde(default)]
     pub log: LogConfig,
+}
+
+/// `[upstreams.<name>]`: a tool server behind Warden.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Human-readable name, published as `resource_name` in its RFC 9728 metadata.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `[oauth]`: Warden as the OAuth 2.1 authorization server for agents (issue of task tokens,
+/// delegation, DPoP).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OauthConfig {
+    /// The issuer URL: `iss` of every token and the base of every endpoint and resource
+    /// URL. Default: `http://<server.listen>`. Set it when clients reach Warden through
+    /// another name (a proxy, TLS termination).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Token lifetime per autonomy level, in seconds.
+    #[serde(default)]
+    pub token_lifetime_secs: TokenLifetimes,
+    /// Longest accepted client assertion life (`exp - now`), in seconds.
+    #[serde(default = "default_assertion_life")]
+    #[schemars(range(min = 10, max = 3600))]
+    pub assertion_max_lifetime_secs: i64,
+    /// Oldest accepted DPoP proof (`now - iat`), in seconds.
+    #[serde(default = "default_dpop_age")]
+    #[schemars(range(min = 5, max = 600))]
+    pub dpop_max_age_secs: i64,
+    /// Tolerated clock skew for `iat`/`nbf`, in seconds.
+    #[serde(default = "default_skew")]
+    #[schemars(range(max = 300))]
+    pub clock_skew_secs: i64,
+    /// Most delegation hops from a root task token (RFC 8693 exchanges).
+    #[serde(default = "default_depth")]
+    #[schemars(range(max = 16))]
+    pub max_delegation_depth: u32,
+    /// Company identity providers whose user tokens may start an on-behalf-of exchange.
+    #[serde(default)]
+    pub identity_providers: Vec<IdentityProvider>,
+}
+
+fn default_assertion_life() -> i64 {
+    300
+}
+fn default_dpop_age() -> i64 {
+    60
+}
+fn default_skew() -> i64 {
+    5
+}
+fn default_depth() -> u32 {
+    3
+}
+
+impl Default for OauthConfig {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            token_lifetime_secs: TokenLifetimes::default(),
+            assertion_max_lifetime_secs: default_assertion_life(),
+            dpop_max_age_secs: default_dpop_age(),
+            clock_skew_secs: default_skew(),
+            max_delegation_depth: default_depth(),
+            identity_providers: Vec::new(),
+        }
+    }
+}
+
+/// `[oauth.token_lifetime_secs]`: per autonomy level. Default 300 (5 minutes) each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenLifetimes {
+    #[serde(default = "default_lifetime")]
+    #[schemars(range(min = 10, max = 86400))]
+    pub intern: i64,
+    #[serde(default = "default_lifetime")]
+    #[schemars(range(min = 10, max = 86400))]
+    pub junior: i64,
+    #[serde(default = "default_lifetime")]
+    #[schemars(range(min = 10, max = 86400))]
+    pub senior: i64,
+    #[serde(default = "default_lifetime")]
+    #[schemars(range(min = 10, max = 86400))]
+    pub principal: i64,
+}
+
+fn default_lifetime() -> i64 {
+    300
+}
+
+impl Default for TokenLifetimes {
+    fn default() -> Self {
+        Self {
+            intern: 300,
+            junior: 300,
+            senior: 300,
+            principal: 300,
+        }
+    }
+}
+
+/// `[[oauth.identity_providers]]`: a company IdP trusted for user tokens.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityProvider {
+    /// The IdP's `iss`.
+    pub issuer: String,
+    /// The `aud` its user tokens must carry for Warden.
+    pub audience: String,
+    /// A JWKS file with the IdP's public keys (Ed25519 `OKP` keys).
+    pub jwks_file: PathBuf,
 }
 
 /// `[server]`
@@ -222,6 +343,61 @@ impl Config {
                 ));
             }
         }
+        let o = &self.oauth;
+        for (key, v) in [
+            ("intern", o.token_lifetime_secs.intern),
+            ("junior", o.token_lifetime_secs.junior),
+            ("senior", o.token_lifetime_secs.senior),
+            ("principal", o.token_lifetime_secs.principal),
+        ] {
+            if !(10..=86_400).contains(&v) {
+                return Err(err(
+                    key,
+                    format!("oauth.token_lifetime_secs.{key} = {v}: between 10 and 86400"),
+                ));
+            }
+        }
+        if !(10..=3600).contains(&o.assertion_max_lifetime_secs) {
+            return Err(err(
+                "assertion_max_lifetime_secs",
+                "oauth.assertion_max_lifetime_secs: between 10 and 3600".into(),
+            ));
+        }
+        if !(5..=600).contains(&o.dpop_max_age_secs) {
+            return Err(err(
+                "dpop_max_age_secs",
+                "oauth.dpop_max_age_secs: between 5 and 600".into(),
+            ));
+        }
+        if !(0..=300).contains(&o.clock_skew_secs) {
+            return Err(err(
+                "clock_skew_secs",
+                "oauth.clock_skew_secs: between 0 and 300".into(),
+            ));
+        }
+        if o.issuer.as_deref().is_some_and(|i| {
+            !(i.starts_with("https://") || i.starts_with("http://"))
+                || i.ends_with('/')
+                || i.contains(['?', '#'])
+        }) {
+            return Err(err(
+                "issuer",
+                "oauth.issuer must be an http(s) URL without a trailing slash, query or fragment"
+                    .into(),
+            ));
+        }
+        for name in self.upstreams.keys() {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(err(
+                    name,
+                    format!("upstreams.{name}: names are letters, digits, `-` and `_`"),
+                ));
+            }
+        }
         if let Some(ns) = &self.authzen.namespace
             && !ns.split("::").all(is_cedar_ident)
         {
@@ -261,9 +437,20 @@ impl Config {
         if let Some(d) = self.policy.dir.as_mut() {
             abs(d);
         }
+        for idp in &mut self.oauth.identity_providers {
+            abs(&mut idp.jwks_file);
+        }
         if let Some(SecretRef::File { file }) = self.authzen.api_key.as_mut() {
             abs(file);
         }
+    }
+
+    /// Warden's issuer URL: `oauth.issuer`, else `http://<listen address>`.
+    pub fn issuer(&self, bound: SocketAddr) -> String {
+        self.oauth
+            .issuer
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"))
     }
 
     /// The JSON schema of the config file (`warden config schema`).

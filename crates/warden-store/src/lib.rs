@@ -10,6 +10,7 @@
 //! Calls run on tokio's blocking pool, never on an async worker.
 
 mod agents;
+mod auth;
 mod migrate;
 mod sqlite;
 
@@ -34,6 +35,12 @@ pub enum StoreError {
     UnknownSponsor { agent: AgentId, sponsor: String },
     #[error("agent `{0}` has no sponsor; add one before resuming it")]
     ResumeWithoutSponsor(AgentId),
+    #[error("an admin credential named `{0}` already exists")]
+    AdminExists(String),
+    #[error("no admin credential named `{0}`")]
+    UnknownAdmin(String),
+    #[error("{0}")]
+    Invalid(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]
@@ -48,6 +55,78 @@ pub struct SponsorRemoved {
     pub agent: AgentRecord,
     /// True when this was the last sponsor and the agent was suspended for it.
     pub suspended: bool,
+}
+
+/// An admin API credential (its secret is stored only as a hash).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AdminCredential {
+    pub name: String,
+    pub created_at: i64,
+    /// Who created it: `bootstrap` for the first, else the admin that did.
+    pub created_by: String,
+}
+
+/// A stored revocation (CR-5).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RevocationRecord {
+    /// Assigned by the store; ascending.
+    pub id: i64,
+    /// `token`, `task` or `agent`.
+    pub kind: String,
+    pub value: String,
+    pub reason: String,
+    /// The admin credential that revoked it.
+    pub revoked_by: String,
+    pub created_at: i64,
+    /// When the row may be forgotten (the token's own expiry); `None`: never.
+    pub expires_at: Option<i64>,
+}
+
+/// Admin credentials and revocations.
+pub trait AuthStore: Send + Sync {
+    /// Creates the first admin credential if there is none; `None` when one exists.
+    fn bootstrap_admin(
+        &self,
+        name: &str,
+        secret_hash: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<AdminCredential>, StoreError>> + Send;
+
+    fn add_admin(
+        &self,
+        name: &str,
+        secret_hash: &str,
+        created_by: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<AdminCredential, StoreError>> + Send;
+
+    /// Replaces an admin's secret (recovery when the bootstrap secret is lost).
+    fn replace_admin_secret(
+        &self,
+        name: &str,
+        secret_hash: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn admin_by_hash(
+        &self,
+        secret_hash: &str,
+    ) -> impl Future<Output = Result<Option<AdminCredential>, StoreError>> + Send;
+
+    /// Records a revocation; returns it with its id.
+    fn add_revocation(
+        &self,
+        r: RevocationRecord,
+    ) -> impl Future<Output = Result<RevocationRecord, StoreError>> + Send;
+
+    /// Revocations after `after_id` still in force at `now`, oldest first.
+    fn revocations_since(
+        &self,
+        after_id: i64,
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<RevocationRecord>, StoreError>> + Send;
+
+    /// Ids of suspended and revoked agents.
+    fn blocked_agents(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 }
 
 /// The agent registry.

@@ -4,7 +4,10 @@
 use rusqlite::Connection;
 
 /// (version, SQL), in order. Never edit a released migration; add a new one.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_agents.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_agents.sql")),
+    (2, include_str!("../migrations/0002_admins_revocations.sql")),
+];
 
 /// Applies every migration not applied yet. Returns how many ran.
 pub(crate) fn migrate(conn: &mut Connection, now: i64) -> rusqlite::Result<usize> {

@@ -6,7 +6,10 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OpenFlags};
 use warden_core::{AgentId, AgentRecord, AgentState, AutonomyLevel, NewAgent, PublicJwk};
 
-use crate::{AgentStore, SponsorRemoved, StoreError, agents, migrate};
+use crate::{
+    AdminCredential, AgentStore, AuthStore, RevocationRecord, SponsorRemoved, StoreError, agents,
+    auth, migrate,
+};
 
 /// The file name of the database inside the data directory.
 pub const DB_FILE: &str = "warden.db";
@@ -154,5 +157,70 @@ impl AgentStore for SqliteStore {
         let id = id.clone();
         self.tx(move |tx| agents::rotate_key(tx, &id, &key, grace_secs, now))
             .await
+    }
+}
+
+impl AuthStore for SqliteStore {
+    async fn bootstrap_admin(
+        &self,
+        name: &str,
+        secret_hash: &str,
+        now: i64,
+    ) -> Result<Option<AdminCredential>, StoreError> {
+        let (name, hash) = (name.to_owned(), secret_hash.to_owned());
+        self.tx(move |tx| {
+            if auth::admin_count(tx)? > 0 {
+                return Ok(None);
+            }
+            auth::add_admin(tx, &name, &hash, "bootstrap", now).map(Some)
+        })
+        .await
+    }
+
+    async fn add_admin(
+        &self,
+        name: &str,
+        secret_hash: &str,
+        created_by: &str,
+        now: i64,
+    ) -> Result<AdminCredential, StoreError> {
+        let (name, hash, by) = (
+            name.to_owned(),
+            secret_hash.to_owned(),
+            created_by.to_owned(),
+        );
+        self.tx(move |tx| auth::add_admin(tx, &name, &hash, &by, now))
+            .await
+    }
+
+    async fn replace_admin_secret(&self, name: &str, secret_hash: &str) -> Result<(), StoreError> {
+        let (name, hash) = (name.to_owned(), secret_hash.to_owned());
+        self.tx(move |tx| auth::replace_admin_secret(tx, &name, &hash))
+            .await
+    }
+
+    async fn admin_by_hash(
+        &self,
+        secret_hash: &str,
+    ) -> Result<Option<AdminCredential>, StoreError> {
+        let hash = secret_hash.to_owned();
+        self.tx(move |tx| auth::admin_by_hash(tx, &hash)).await
+    }
+
+    async fn add_revocation(&self, r: RevocationRecord) -> Result<RevocationRecord, StoreError> {
+        self.tx(move |tx| auth::add_revocation(tx, &r)).await
+    }
+
+    async fn revocations_since(
+        &self,
+        after_id: i64,
+        now: i64,
+    ) -> Result<Vec<RevocationRecord>, StoreError> {
+        self.tx(move |tx| auth::revocations_since(tx, after_id, now))
+            .await
+    }
+
+    async fn blocked_agents(&self) -> Result<Vec<String>, StoreError> {
+        self.tx(auth::blocked_agents).await
     }
 }

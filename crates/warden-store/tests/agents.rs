@@ -160,3 +160,81 @@ async fn the_file_survives_reopening_and_migrations_run_once() {
         .unwrap();
     assert_eq!(mode, "wal");
 }
+
+mod auth {
+    use super::*;
+    use warden_store::{AuthStore, RevocationRecord};
+
+    fn rev(kind: &str, value: &str, expires_at: Option<i64>) -> RevocationRecord {
+        RevocationRecord {
+            id: 0,
+            kind: kind.into(),
+            value: value.into(),
+            reason: "test".into(),
+            revoked_by: "admin".into(),
+            created_at: 1000,
+            expires_at,
+        }
+    }
+
+    #[tokio::test]
+    async fn bootstrap_happens_once_and_secrets_are_found_by_hash() {
+        let (s, _d) = store();
+        let first = s.bootstrap_admin("admin", "h1", 1000).await.unwrap();
+        assert_eq!(first.unwrap().created_by, "bootstrap");
+        assert!(
+            s.bootstrap_admin("admin2", "h2", 1001)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(s.admin_by_hash("h1").await.unwrap().unwrap().name, "admin");
+        assert!(s.admin_by_hash("h2").await.unwrap().is_none());
+        s.add_admin("ops", "h3", "admin", 1002).await.unwrap();
+        assert!(matches!(
+            s.add_admin("ops", "h4", "admin", 1003).await,
+            Err(StoreError::AdminExists(_))
+        ));
+        s.replace_admin_secret("admin", "h9").await.unwrap();
+        assert!(s.admin_by_hash("h1").await.unwrap().is_none());
+        assert!(s.admin_by_hash("h9").await.unwrap().is_some());
+        assert!(s.replace_admin_secret("nobody", "x").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn revocations_are_read_back_in_order_until_they_expire() {
+        let (s, _d) = store();
+        let a = s
+            .add_revocation(rev("token", "j1", Some(1300)))
+            .await
+            .unwrap();
+        let b = s.add_revocation(rev("task", "t1", None)).await.unwrap();
+        assert!(b.id > a.id);
+        let all = s.revocations_since(0, 1000).await.unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(
+            s.revocations_since(a.id, 1000).await.unwrap(),
+            vec![b.clone()]
+        );
+        // The token has expired: its revocation need not be loaded any more.
+        assert_eq!(s.revocations_since(0, 1400).await.unwrap(), vec![b]);
+        assert!(s.add_revocation(rev("user", "x", None)).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn blocked_agents_are_the_suspended_and_revoked_ones() {
+        let (s, _d) = store();
+        for a in ["a1", "a2", "a3"] {
+            s.create_agent(new_agent(a, &["alice"]), 1000)
+                .await
+                .unwrap();
+        }
+        s.set_state(&id("a2"), AgentState::Suspended, 1001)
+            .await
+            .unwrap();
+        s.set_state(&id("a3"), AgentState::Revoked, 1001)
+            .await
+            .unwrap();
+        assert_eq!(s.blocked_agents().await.unwrap(), vec!["a2", "a3"]);
+    }
+}
