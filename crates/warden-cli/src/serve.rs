@@ -80,7 +80,31 @@ fn print_banner(info: &warden_gateway::ServerInfo) {
         println!("               {url}/access/v1/evaluations");
         println!("               {url}/.well-known/authzen-configuration");
     }
+    println!("  OAuth issuer {}", info.issuer);
+    println!("  token        {}/oauth/token", info.issuer);
+    println!(
+        "               {}/.well-known/oauth-authorization-server",
+        info.issuer
+    );
+    for r in &info.resources {
+        println!("  resource     {r}");
+    }
+    println!("  admin API    {url}/admin/v1/");
     println!("  health       {url}/healthz");
+    if let Some(secret) = &info.bootstrap_admin {
+        println!();
+        println!("  First start: the admin API credential `admin` is");
+        println!();
+        println!("      {}", secret.0);
+        println!();
+        println!("  It is shown this once; Warden keeps only its hash. Keep it in a secret store.");
+        println!("  Use it with: export WARDEN_ADMIN_TOKEN=...; warden agent list --server {url}");
+        println!(
+            "  Lost it? `warden admin reset --data-dir {}` prints a new one.",
+            info.data_dir.display()
+        );
+        println!();
+    }
     println!("Press Ctrl-C to stop.");
 }
 

@@ -7,12 +7,18 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use warden_config::Config;
+use warden_identity::dpop::DpopPolicy;
+use warden_identity::revocation::Revocations;
+use warden_identity::verifier::TokenVerifier;
 use warden_policy::authzen::Mapping;
 use warden_policy::{Engine, PolicySnapshot};
+use warden_store::AuthStore as _;
 
+use crate::admin_api::{self, AdminState};
 use crate::authzen_api::{self, AuthzenState};
+use crate::oauth::{self, Authority, Idp};
 use crate::{policy_files, reload};
 
 /// What `warden serve` prints at start.
@@ -29,6 +35,22 @@ pub struct ServerInfo {
     pub store: PathBuf,
     /// The `kid` of the key tokens are signed with.
     pub signing_kid: String,
+    /// The OAuth issuer (base of the token endpoint and of every resource URL).
+    pub issuer: String,
+    /// The resources tokens can be issued for.
+    pub resources: Vec<String>,
+    /// The bootstrap admin secret, on the first start only: shown once, stored hashed.
+    pub bootstrap_admin: Option<ShownOnce>,
+}
+
+/// A secret to show once; `Debug` does not print it.
+#[derive(Clone)]
+pub struct ShownOnce(pub String);
+
+impl std::fmt::Debug for ShownOnce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ShownOnce(***)")
+    }
 }
 
 /// A bound, ready server.
@@ -37,7 +59,8 @@ pub struct Server {
     listener: tokio::net::TcpListener,
     router: Router,
     info: ServerInfo,
-    _store: warden_store::SqliteStore,
+    store: warden_store::SqliteStore,
+    revocations: Arc<Revocations>,
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
@@ -91,6 +114,26 @@ impl Server {
             .context("cannot load Warden's signing keys")?;
         let signing_kid = keys.current().public_jwk().kid;
         let jwks = keys.jwks();
+        let keys = Arc::new(keys);
+        let idps = config
+            .oauth
+            .identity_providers
+            .iter()
+            .map(Idp::load)
+            .collect::<anyhow::Result<Vec<_>>>()
+            .context("oauth.identity_providers")?;
+        // The revocation state must be known before the first token is checked.
+        let revocations = Arc::new(Revocations::new());
+        let mut last = 0;
+        admin_api::sync_once(&store, &revocations, &mut last)
+            .await
+            .context("cannot read revocations from the store")?;
+        let (secret, hash) = admin_api::new_secret();
+        let bootstrap_admin = store
+            .bootstrap_admin("admin", &hash, now)
+            .await
+            .context("cannot create the bootstrap admin credential")?
+            .map(|_| ShownOnce(secret));
 
         let (snapshot, policy_source) = match &config.policy.dir {
             None => (
@@ -117,6 +160,46 @@ impl Server {
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         let addr = listener.local_addr()?;
+        let issuer = config.issuer(addr);
+        let mut resources = vec![(format!("{issuer}/mcp"), Some("all tool servers".to_owned()))];
+        resources.extend(
+            config
+                .upstreams
+                .iter()
+                .map(|(n, u)| (format!("{issuer}/mcp/{n}"), u.name.clone())),
+        );
+        let dpop_policy = DpopPolicy {
+            max_age: config.oauth.dpop_max_age_secs,
+            skew: config.oauth.clock_skew_secs,
+        };
+        let verifier = Arc::new(TokenVerifier::new(
+            Arc::clone(&keys),
+            issuer.clone(),
+            Arc::clone(&revocations),
+            dpop_policy,
+        ));
+        let authority = Arc::new(Authority {
+            store: store.clone(),
+            engine: Arc::clone(&engine),
+            keys: Arc::clone(&keys),
+            verifier,
+            issuer: issuer.clone(),
+            resources: resources.clone(),
+            assertion_replay: warden_identity::replay::ReplayCache::new(1_000_000),
+            assertion_policy: warden_identity::assertion::AssertionPolicy {
+                max_lifetime: config.oauth.assertion_max_lifetime_secs,
+                skew: config.oauth.clock_skew_secs,
+            },
+            lifetimes: config.oauth.token_lifetime_secs,
+            max_depth: config.oauth.max_delegation_depth,
+            idps,
+            max_body: config.server.max_body_bytes,
+        });
+        let admin = Arc::new(AdminState {
+            store: store.clone(),
+            revocations: Arc::clone(&revocations),
+            max_body: config.server.max_body_bytes,
+        });
 
         let api_key = config
             .authzen
@@ -149,6 +232,52 @@ impl Server {
                     async move { axum::Json(jwks) }
                 }),
             );
+        let oauth_routes = Router::new()
+            .route(
+                "/oauth/token",
+                post(oauth::token).fallback(oauth::token_method_not_allowed),
+            )
+            .route("/oauth/whoami", get(oauth::whoami))
+            .route(
+                "/.well-known/oauth-authorization-server",
+                get(oauth::metadata),
+            )
+            .route(
+                "/.well-known/oauth-protected-resource/{*path}",
+                get(oauth::resource_metadata),
+            )
+            .with_state(authority);
+        let admin_routes = Router::new()
+            .route(
+                "/admin/v1/agents",
+                get(admin_api::list_agents).post(admin_api::create_agent),
+            )
+            .route("/admin/v1/agents/{id}", get(admin_api::show_agent))
+            .route("/admin/v1/agents/{id}/suspend", post(admin_api::suspend))
+            .route("/admin/v1/agents/{id}/resume", post(admin_api::resume))
+            .route("/admin/v1/agents/{id}/revoke", post(admin_api::revoke))
+            .route(
+                "/admin/v1/agents/{id}/autonomy",
+                put(admin_api::set_autonomy),
+            )
+            .route(
+                "/admin/v1/agents/{id}/sponsors",
+                post(admin_api::add_sponsor),
+            )
+            .route(
+                "/admin/v1/agents/{id}/sponsors/{sponsor}",
+                delete(admin_api::remove_sponsor),
+            )
+            .route("/admin/v1/agents/{id}/keys", post(admin_api::rotate_key))
+            .route(
+                "/admin/v1/revocations",
+                get(admin_api::list_revocations).post(admin_api::add_revocation),
+            )
+            .route("/admin/v1/admins", post(admin_api::create_admin))
+            .route("/admin/v1/whoami", get(admin_api::whoami))
+            .route("/admin/{*rest}", axum::routing::any(admin_api::not_found))
+            .with_state(admin);
+        router = router.merge(oauth_routes).merge(admin_routes);
         if config.authzen.enabled {
             let authzen = Router::new()
                 .route(
@@ -191,8 +320,12 @@ impl Server {
                 watching: watcher.is_some(),
                 store: store.path().to_path_buf(),
                 signing_kid,
+                issuer,
+                resources: resources.into_iter().map(|(u, _)| u).collect(),
+                bootstrap_admin,
             },
-            _store: store,
+            store,
+            revocations,
             _watcher: watcher,
         })
     }
@@ -206,9 +339,16 @@ impl Server {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        axum::serve(self.listener, self.router)
+        let sync = tokio::spawn(admin_api::sync_revocations(
+            self.store.clone(),
+            Arc::clone(&self.revocations),
+            Duration::from_secs(1),
+        ));
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
-            .await?;
+            .await;
+        sync.abort();
+        served?;
         Ok(())
     }
 }
