@@ -1,8 +1,13 @@
 //! `warden agent ...`: the agent registry (ID-1..ID-3).
 //!
-//! These commands work on the store in the data directory (the same SQLite file `warden
-//! serve` uses; WAL lets both use it at once). Once the admin API lands they will also be
-//! able to go through it.
+//! With `--server URL` (or `$WARDEN_SERVER`) and an admin credential (`--admin-token` or
+//! `$WARDEN_ADMIN_TOKEN`) the commands go through the running server's admin API, which
+//! applies each change at once and attributes it to the credential. Without `--server` they
+//! work on the store in the data directory (the SQLite file `warden serve` uses; WAL lets
+//! both use it at once); a running server picks such changes up within a second.
+//!
+//! `warden agent token` asks a running Warden for a task token as the agent, for manual use
+//! with curl; `warden agent proof` signs the DPoP proof each request needs.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,6 +15,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Subcommand;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use warden_client::{AdminClient, AgentClient, TaskRequest};
+use warden_core::{ActionKind, PublicJwk};
 use warden_core::{AgentId, AgentRecord, AgentState, AutonomyLevel, NewAgent};
 use warden_identity::KeyPair;
 use warden_store::{AgentStore, SqliteStore};
@@ -26,6 +33,18 @@ pub struct AgentArgs {
     /// Print JSON instead of tables and text.
     #[arg(long, global = true)]
     json: bool,
+    /// A running Warden to change through its admin API (e.g. http://127.0.0.1:8470).
+    #[arg(long, global = true, env = "WARDEN_SERVER", value_name = "URL")]
+    server: Option<String>,
+    /// The admin API credential (`wdn_admin_...`) for `--server`.
+    #[arg(
+        long,
+        global = true,
+        env = "WARDEN_ADMIN_TOKEN",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    admin_token: Option<String>,
     #[command(subcommand)]
     command: AgentCommand,
 }
@@ -59,12 +78,24 @@ enum AgentCommand {
     List,
     /// Show one agent.
     Show { id: AgentId },
-    /// Suspend an agent (reversible with `resume`).
-    Suspend { id: AgentId },
+    /// Suspend an agent (reversible with `resume`). Its tokens stop working at once.
+    Suspend {
+        id: AgentId,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
     /// Resume a suspended agent (it needs a sponsor).
-    Resume { id: AgentId },
-    /// Revoke an agent. Final.
-    Revoke { id: AgentId },
+    Resume {
+        id: AgentId,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Revoke an agent. Final; its tokens and every token delegated through it die.
+    Revoke {
+        id: AgentId,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
     /// Give the agent a new key; the old one stays valid for the grace period.
     RotateKey {
         id: AgentId,
@@ -80,6 +111,53 @@ enum AgentCommand {
     /// Add or remove sponsors.
     #[command(subcommand)]
     Sponsor(SponsorCommand),
+    /// Get a task token from a running Warden as this agent (prints the token; --json for
+    /// the whole answer). Needs the agent's private key.
+    Token(TokenArgs),
+    /// Sign a DPoP proof for one request with the agent's key (for curl).
+    Proof {
+        /// The agent's private key file.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The HTTP method of the request.
+        #[arg(long, default_value = "POST")]
+        method: String,
+        /// The full URL of the request.
+        #[arg(long)]
+        url: String,
+        /// The access token the request carries (sets `ath`).
+        #[arg(long)]
+        token: Option<String>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct TokenArgs {
+    id: AgentId,
+    /// The agent's private key file.
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// The resource the token is for (its `aud`), e.g. http://127.0.0.1:8470/mcp/crm.
+    #[arg(long)]
+    resource: String,
+    /// The task id.
+    #[arg(long)]
+    task: String,
+    /// What the task is for.
+    #[arg(long, default_value = "")]
+    purpose: String,
+    /// A tool the task calls, `server/tool` (repeat).
+    #[arg(long = "call", value_name = "SERVER/TOOL")]
+    calls: Vec<String>,
+    /// A resource the task reads, `server/uri` (repeat).
+    #[arg(long = "read", value_name = "SERVER/URI")]
+    reads: Vec<String>,
+    /// A prompt the task gets, `server/name` (repeat).
+    #[arg(long = "prompt", value_name = "SERVER/NAME")]
+    prompts: Vec<String>,
+    /// Ask for a bearer token (only for agents registered with --no-dpop).
+    #[arg(long)]
+    no_dpop: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,7 +168,213 @@ enum SponsorCommand {
     Remove { id: AgentId, sponsor: String },
 }
 
+/// Where registry changes go.
+enum Registry {
+    Store(SqliteStore),
+    Api(AdminClient),
+}
+
+impl Registry {
+    async fn create(&self, a: NewAgent, t: i64) -> anyhow::Result<AgentRecord> {
+        Ok(match self {
+            Self::Store(s) => s.create_agent(a, t).await?,
+            Self::Api(c) => c.create_agent(
+                a.id.as_str(),
+                &a.name,
+                &a.sponsors,
+                &a.purpose,
+                a.autonomy,
+                a.dpop_required,
+                &a.key,
+            )?,
+        })
+    }
+
+    async fn agents(&self) -> anyhow::Result<Vec<AgentRecord>> {
+        Ok(match self {
+            Self::Store(s) => s.agents().await?,
+            Self::Api(c) => c.agents()?,
+        })
+    }
+
+    async fn agent(&self, id: &AgentId) -> anyhow::Result<AgentRecord> {
+        Ok(match self {
+            Self::Store(s) => s.agent(id).await?,
+            Self::Api(c) => c.agent(id.as_str())?,
+        })
+    }
+
+    async fn set_state(
+        &self,
+        id: &AgentId,
+        state: AgentState,
+        reason: &str,
+        t: i64,
+    ) -> anyhow::Result<AgentRecord> {
+        Ok(match self {
+            Self::Store(s) => s.set_state(id, state, t).await?,
+            Self::Api(c) => {
+                let verb = match state {
+                    AgentState::Active => "resume",
+                    AgentState::Suspended => "suspend",
+                    AgentState::Revoked => "revoke",
+                };
+                c.set_state(id.as_str(), verb, reason)?
+            }
+        })
+    }
+
+    async fn set_autonomy(
+        &self,
+        id: &AgentId,
+        level: AutonomyLevel,
+        t: i64,
+    ) -> anyhow::Result<AgentRecord> {
+        Ok(match self {
+            Self::Store(s) => s.set_autonomy(id, level, t).await?,
+            Self::Api(c) => c.set_autonomy(id.as_str(), level)?,
+        })
+    }
+
+    async fn add_sponsor(
+        &self,
+        id: &AgentId,
+        sponsor: &str,
+        t: i64,
+    ) -> anyhow::Result<AgentRecord> {
+        Ok(match self {
+            Self::Store(s) => s.add_sponsor(id, sponsor, t).await?,
+            Self::Api(c) => c.add_sponsor(id.as_str(), sponsor)?,
+        })
+    }
+
+    async fn remove_sponsor(
+        &self,
+        id: &AgentId,
+        sponsor: &str,
+        t: i64,
+    ) -> anyhow::Result<(AgentRecord, bool)> {
+        Ok(match self {
+            Self::Store(s) => {
+                let r = s.remove_sponsor(id, sponsor, t).await?;
+                (r.agent, r.suspended)
+            }
+            Self::Api(c) => c.remove_sponsor(id.as_str(), sponsor)?,
+        })
+    }
+
+    async fn rotate_key(
+        &self,
+        id: &AgentId,
+        key: PublicJwk,
+        grace: i64,
+        t: i64,
+    ) -> anyhow::Result<AgentRecord> {
+        Ok(match self {
+            Self::Store(s) => s.rotate_key(id, key, grace, t).await?,
+            Self::Api(c) => c.rotate_key(id.as_str(), &key, grace)?,
+        })
+    }
+}
+
+/// The base URL of a running Warden: `--server`, else the default listen address.
+fn server_url(server: Option<&str>) -> String {
+    server.map_or_else(
+        || format!("http://{}", warden_config::DEFAULT_LISTEN),
+        |s| s.trim_end_matches('/').to_owned(),
+    )
+}
+
+fn read_key(path: &Path) -> anyhow::Result<KeyPair> {
+    KeyPair::read_private(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn token(args: TokenArgs, server: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    let key = read_key(&args.key)?;
+    let mut client = AgentClient::new(&server_url(server), args.id.as_str(), key);
+    if args.no_dpop {
+        client = client.with_dpop_key(None);
+    }
+    let mut task = TaskRequest::new(&args.task, &args.purpose);
+    for (kind, list) in [
+        (ActionKind::CallTool, &args.calls),
+        (ActionKind::ReadResource, &args.reads),
+        (ActionKind::GetPrompt, &args.prompts),
+    ] {
+        for r in list {
+            task = task.action(kind, r);
+        }
+    }
+    if task.actions.is_empty() {
+        anyhow::bail!("name at least one action: --call SERVER/TOOL, --read or --prompt");
+    }
+    let t = client
+        .token(&args.resource, &task)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if json {
+        print_json(&t)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{}", t.access_token);
+    eprintln!(
+        "{} token for {} s; granted: {}",
+        t.token_type,
+        t.expires_in,
+        t.granted()
+            .iter()
+            .map(|a| format!("{} {}", a.action, a.resource))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for r in &t.refused {
+        eprintln!("not granted: {r}");
+    }
+    if t.token_type == "DPoP" {
+        eprintln!(
+            "each request needs a fresh proof: warden agent proof --key {} --method GET --url URL --token TOKEN",
+            args.key.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        AgentCommand::Token(t) => return token(t, args.server.as_deref(), args.json),
+        AgentCommand::Proof {
+            key,
+            method,
+            url,
+            token,
+        } => {
+            let key = read_key(&key)?;
+            println!(
+                "{}",
+                warden_identity::dpop::proof(
+                    &key,
+                    &method,
+                    &url,
+                    token.as_deref(),
+                    warden_gateway::unix_now()
+                )
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
+    if let Some(server) = &args.server {
+        let secret = args.admin_token.as_deref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "--server needs an admin credential: --admin-token or $WARDEN_ADMIN_TOKEN \
+                 (printed once at the server's first start)"
+            )
+        })?;
+        let registry = Registry::Api(AdminClient::new(server, secret));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        return rt.block_on(dispatch(&registry, args.command, args.json));
+    }
     let mut config = config_cmd::load_or_default(args.config.config.as_deref())?;
     if let Some(d) = args.data_dir {
         config.server.data_dir = Some(d);
@@ -103,10 +387,10 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(dispatch(&store, args.command, args.json))
+    rt.block_on(dispatch(&Registry::Store(store), args.command, args.json))
 }
 
-async fn dispatch(store: &SqliteStore, cmd: AgentCommand, json: bool) -> anyhow::Result<ExitCode> {
+async fn dispatch(store: &Registry, cmd: AgentCommand, json: bool) -> anyhow::Result<ExitCode> {
     let t = warden_gateway::unix_now();
     let agent = match cmd {
         AgentCommand::Create {
@@ -123,7 +407,7 @@ async fn dispatch(store: &SqliteStore, cmd: AgentCommand, json: bool) -> anyhow:
             // Write the key first: if that fails, nothing is registered.
             pair.write_private(&key_path)?;
             let created = store
-                .create_agent(
+                .create(
                     NewAgent {
                         name: name.unwrap_or_else(|| id.to_string()),
                         id,
@@ -140,7 +424,7 @@ async fn dispatch(store: &SqliteStore, cmd: AgentCommand, json: bool) -> anyhow:
                 Ok(a) => a,
                 Err(e) => {
                     let _ = std::fs::remove_file(&key_path);
-                    return Err(e.into());
+                    return Err(e);
                 }
             };
             if json {
@@ -160,9 +444,19 @@ async fn dispatch(store: &SqliteStore, cmd: AgentCommand, json: bool) -> anyhow:
             return Ok(ExitCode::SUCCESS);
         }
         AgentCommand::Show { id } => store.agent(&id).await?,
-        AgentCommand::Suspend { id } => store.set_state(&id, AgentState::Suspended, t).await?,
-        AgentCommand::Resume { id } => store.set_state(&id, AgentState::Active, t).await?,
-        AgentCommand::Revoke { id } => store.set_state(&id, AgentState::Revoked, t).await?,
+        AgentCommand::Suspend { id, reason } => {
+            store
+                .set_state(&id, AgentState::Suspended, &reason, t)
+                .await?
+        }
+        AgentCommand::Resume { id, reason } => {
+            store.set_state(&id, AgentState::Active, &reason, t).await?
+        }
+        AgentCommand::Revoke { id, reason } => {
+            store
+                .set_state(&id, AgentState::Revoked, &reason, t)
+                .await?
+        }
         AgentCommand::Autonomy { id, level } => store.set_autonomy(&id, level, t).await?,
         AgentCommand::RotateKey { id, grace, key_out } => {
             let pair = KeyPair::generate();
@@ -177,7 +471,7 @@ async fn dispatch(store: &SqliteStore, cmd: AgentCommand, json: bool) -> anyhow:
                 Ok(a) => a,
                 Err(e) => {
                     let _ = std::fs::remove_file(&path);
-                    return Err(e.into());
+                    return Err(e);
                 }
             };
             if !json {
@@ -190,11 +484,14 @@ async fn dispatch(store: &SqliteStore, cmd: AgentCommand, json: bool) -> anyhow:
             store.add_sponsor(&id, &sponsor, t).await?
         }
         AgentCommand::Sponsor(SponsorCommand::Remove { id, sponsor }) => {
-            let r = store.remove_sponsor(&id, &sponsor, t).await?;
-            if r.suspended && !json {
+            let (agent, suspended) = store.remove_sponsor(&id, &sponsor, t).await?;
+            if suspended && !json {
                 println!("{sponsor} was the last sponsor: agent {id} is now SUSPENDED");
             }
-            r.agent
+            agent
+        }
+        AgentCommand::Token(_) | AgentCommand::Proof { .. } => {
+            anyhow::bail!("handled before dispatch")
         }
     };
     if json {
@@ -225,10 +522,20 @@ fn print_created(a: &AgentRecord, key: &Path) {
         a.keys.first().map_or("", |k| k.jwk.kid.as_str())
     );
     println!();
-    println!("Use it from Rust with warden-client once the token endpoint is enabled, or sign an");
-    println!("RFC 7523 client assertion yourself: a JWT with alg EdDSA, kid above, iss = sub =");
+    println!("Get a task token (the server must be running):");
     println!(
-        "\"{}\", aud = <warden>/oauth/token, a fresh jti and exp within 60 s.",
+        "  warden agent token {} --key {} --resource http://127.0.0.1:8470/mcp \\",
+        a.id,
+        key.display()
+    );
+    println!("      --task my-task-1 --call server/tool");
+    println!(
+        "From Rust: warden_client::AgentClient::new(issuer, \"{}\", key).token(...).",
+        a.id
+    );
+    println!("Any OAuth client: private_key_jwt (RFC 7523, alg EdDSA, kid above, iss = sub =");
+    println!(
+        "\"{}\", aud = <warden>/oauth/token) plus a DPoP proof (RFC 9449) signed by the same key.",
         a.id
     );
 }

@@ -1,5 +1,6 @@
 //! `warden`: the Zero Trust gateway for AI agents.
 
+mod admin_cmd;
 mod agent_cmd;
 mod bench;
 mod config_cmd;
@@ -38,6 +39,11 @@ enum Command {
     Policy(policy_cmd::PolicyCommand),
     /// Register and manage agent identities.
     Agent(agent_cmd::AgentArgs),
+    /// Revoke a token (and its delegation subtree), a task or an agent's tokens.
+    Revoke(admin_cmd::RevokeArgs),
+    /// Admin API credentials.
+    #[command(subcommand)]
+    Admin(admin_cmd::AdminCommand),
     /// Manage Warden's own token-signing keys.
     #[command(subcommand)]
     Keys(keys_cmd::KeysCommand),
@@ -63,6 +69,8 @@ fn main() -> ExitCode {
         Command::Bench(cmd) => bench::run(cmd),
         Command::Agent(args) => agent_cmd::run(args),
         Command::Keys(cmd) => keys_cmd::run(cmd),
+        Command::Revoke(args) => admin_cmd::revoke(args),
+        Command::Admin(cmd) => admin_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,
