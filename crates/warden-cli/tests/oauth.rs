@@ -916,3 +916,93 @@ fn admin_api_is_never_open_and_cli_changes_reach_the_server() {
         1
     );
 }
+
+/// Over random delegation chains (random agents, random requested subsets, some of them
+/// widening): every issued token's actions are a subset of every ancestor's, no `exp`
+/// outlives an ancestor's, depth never passes the limit, and a widening request is refused.
+#[test]
+fn property_delegation_never_widens_or_outlives() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let env = Env::start();
+    const TOOLS: [&str; 4] = ["crm/search", "crm/update", "crm/export", "crm/delete"];
+    let hop = (0usize..4, proptest::collection::vec(any::<bool>(), 4), any::<bool>());
+    let strategy = (
+        proptest::collection::vec(any::<bool>(), 4),
+        proptest::collection::vec(hop, 1..5),
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 24,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let agents = ["lead", "helper", "sub", "deep"];
+    let pick = |mask: &[bool]| -> Vec<&'static str> {
+        TOOLS
+            .iter()
+            .zip(mask)
+            .filter(|(_, m)| **m)
+            .map(|(t, _)| *t)
+            .collect()
+    };
+    runner
+        .run(&strategy, |(root_mask, hops)| {
+            let mut wanted = pick(&root_mask);
+            wanted.push("crm/search"); // lead can always get at least this
+            let root = env
+                .client("lead")
+                .token(&env.crm(), &Env::task(&wanted))
+                .unwrap();
+            let mut chain: Vec<AccessClaims> = vec![claims_of(&root.access_token)];
+            let mut token = root.access_token;
+            for (who, mask, explicit) in hops {
+                let child = agents[who];
+                let parent = chain.last().unwrap().clone();
+                let parent_actions = parent.task().unwrap().actions.clone();
+                let request = explicit.then(|| {
+                    pick(&mask)
+                        .iter()
+                        .fold(TaskRequest::new("t-1", ""), |t, tool| t.call_tool(tool))
+                });
+                let widening = request.as_ref().is_some_and(|r| {
+                    r.actions.iter().any(|a| !parent_actions.contains(a))
+                });
+                let in_chain = parent.agents().contains(&child);
+                let r = env.client(child).exchange(&token, request.as_ref());
+                match r {
+                    Ok(t) => {
+                        prop_assert!(!widening, "a widening request was granted");
+                        prop_assert!(!in_chain, "{child} delegated to itself");
+                        let c = claims_of(&t.access_token);
+                        prop_assert!(c.depth <= 2);
+                        let mine = &c.task().unwrap().actions;
+                        for ancestor in &chain {
+                            let theirs = &ancestor.task().unwrap().actions;
+                            prop_assert!(mine.iter().all(|a| theirs.contains(a)),
+                                "{mine:?} not within {theirs:?}");
+                            prop_assert!(c.exp <= ancestor.exp);
+                        }
+                        // The resource check agrees with the token.
+                        let who = env.client(child).whoami(&env.crm(), &t.access_token).unwrap();
+                        prop_assert_eq!(who["agent"].as_str(), Some(child));
+                        chain.push(c);
+                        token = t.access_token;
+                    }
+                    Err(e) => {
+                        let code = e.code().unwrap_or("").to_owned();
+                        prop_assert!(
+                            ["invalid_authorization_details", "invalid_request"].contains(&code.as_str()),
+                            "unexpected refusal: {e}"
+                        );
+                        if parent.depth + 1 > 2 || in_chain {
+                            prop_assert_eq!(code.as_str(), "invalid_request");
+                        }
+                        break;
+                    }
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+}
