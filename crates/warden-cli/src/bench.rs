@@ -17,6 +17,35 @@ pub enum BenchCommand {
     /// Load the AuthZEN evaluation endpoint of a running Warden and report throughput and
     /// latency percentiles.
     Authzen(AuthzenArgs),
+    /// Issue task tokens from a running Warden as fast as it gives them (client
+    /// credentials with private_key_jwt and DPoP, PE intersection, signing) and report
+    /// tokens/s and latency percentiles. Registers a throwaway agent through the admin API.
+    Tokens(TokensArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TokensArgs {
+    /// The running Warden.
+    #[arg(long, env = "WARDEN_SERVER", default_value = "http://127.0.0.1:8470")]
+    server: String,
+    /// Admin credential, to register the bench agent.
+    #[arg(long, env = "WARDEN_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: String,
+    /// Concurrent clients (threads).
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// How long to measure, in seconds (after a 1 s warm-up).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// The resource to ask for (default `<server>/mcp`).
+    #[arg(long)]
+    resource: Option<String>,
+    /// The tool the task asks for (the policy must permit any agent to call it).
+    #[arg(long, default_value = "crm/search")]
+    tool: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -42,7 +71,10 @@ pub struct AuthzenArgs {
 const DEFAULT_BODY: &str = r#"{"subject":{"type":"user","id":"CiRmZDE2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs"},"action":{"name":"can_update_todo"},"resource":{"type":"todo","id":"7240d0db-8ff0-41ec-98b2-34a096273b91","properties":{"ownerID":"morty@the-citadel.com"}}}"#;
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
-    let BenchCommand::Authzen(args) = cmd;
+    let args = match cmd {
+        BenchCommand::Authzen(args) => args,
+        BenchCommand::Tokens(args) => return tokens(&args),
+    };
     let bodies: Vec<String> = match &args.requests {
         None => vec![DEFAULT_BODY.to_owned()],
         Some(path) => {
@@ -75,7 +107,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let (samples, errors) = rt.block_on(load(&args, requests))?;
-    report(&args, samples, errors)
+    report(&args, "decisions", samples, errors)
 }
 
 async fn load(args: &AuthzenArgs, requests: Vec<Vec<u8>>) -> anyhow::Result<(Vec<u32>, u64)> {
@@ -182,7 +214,12 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-fn report(args: &AuthzenArgs, mut samples: Vec<u32>, errors: u64) -> anyhow::Result<ExitCode> {
+fn report(
+    args: &AuthzenArgs,
+    what: &str,
+    mut samples: Vec<u32>,
+    errors: u64,
+) -> anyhow::Result<ExitCode> {
     if samples.is_empty() {
         bail!("no request completed");
     }
@@ -197,14 +234,14 @@ fn report(args: &AuthzenArgs, mut samples: Vec<u32>, errors: u64) -> anyhow::Res
         "seconds": args.seconds,
         "requests": samples.len(),
         "errors": errors,
-        "decisions_per_second": rate.round(),
+        format!("{what}_per_second"): rate.round(),
         "latency_us": {"p50": at(0.50), "p90": at(0.90), "p99": at(0.99), "p999": at(0.999), "max": at(1.0)},
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&result)?);
     } else {
         println!(
-            "{} connections, {} s: {} decisions ({:.0}/s), {} errors",
+            "{} connections, {} s: {} {what} ({:.0}/s), {} errors",
             args.connections,
             args.seconds,
             samples.len(),
@@ -225,4 +262,78 @@ fn report(args: &AuthzenArgs, mut samples: Vec<u32>, errors: u64) -> anyhow::Res
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn tokens(args: &TokensArgs) -> anyhow::Result<ExitCode> {
+    use warden_client::{AdminClient, AgentClient, TaskRequest};
+    let key = warden_identity::KeyPair::generate();
+    let id = format!("bench-{}", &key.public_jwk().kid[..8].to_ascii_lowercase());
+    AdminClient::new(&args.server, &args.admin_token)
+        .create_agent(
+            &id,
+            "token benchmark",
+            &["bench@localhost".to_owned()],
+            "warden bench tokens",
+            warden_core::AutonomyLevel::Junior,
+            true,
+            &key.public_jwk(),
+        )
+        .map_err(|e| anyhow::anyhow!("cannot register the bench agent: {e}"))?;
+    let resource = args
+        .resource
+        .clone()
+        .unwrap_or_else(|| format!("{}/mcp", args.server.trim_end_matches('/')));
+    let task = TaskRequest::new("bench", "token benchmark").call_tool(&args.tool);
+    let client = AgentClient::new(&args.server, &id, key);
+    client
+        .token(&resource, &task)
+        .map_err(|e| anyhow::anyhow!("the first token request failed: {e}"))?;
+    let warm_until = Instant::now() + Duration::from_secs(1);
+    let stop = warm_until + Duration::from_secs(args.seconds);
+    let handles: Vec<_> = (0..args.connections.max(1))
+        .map(|_| {
+            let (client, task, resource) = (client.clone(), task.clone(), resource.clone());
+            std::thread::spawn(move || {
+                let mut samples = Vec::new();
+                let mut errors = 0u64;
+                loop {
+                    let start = Instant::now();
+                    if start >= stop {
+                        break;
+                    }
+                    let ok = client.token(&resource, &task).is_ok();
+                    if start >= warm_until {
+                        if ok {
+                            samples.push(
+                                u32::try_from(start.elapsed().as_micros()).unwrap_or(u32::MAX),
+                            );
+                        } else {
+                            errors += 1;
+                        }
+                    }
+                }
+                (samples, errors)
+            })
+        })
+        .collect();
+    let mut samples = Vec::new();
+    let mut errors = 0;
+    for h in handles {
+        let (s, e) = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("a client thread panicked"))?;
+        samples.extend(s);
+        errors += e;
+    }
+    let view = AuthzenArgs {
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        connections: args.connections,
+        seconds: args.seconds,
+        requests: None,
+        json: args.json,
+    };
+    if !args.json {
+        println!("token issuance (client credentials + private_key_jwt + DPoP), agent {id}:");
+    }
+    report(&view, "tokens", samples, errors)
 }

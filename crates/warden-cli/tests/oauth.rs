@@ -927,7 +927,11 @@ fn property_delegation_never_widens_or_outlives() {
 
     let env = Env::start();
     const TOOLS: [&str; 4] = ["crm/search", "crm/update", "crm/export", "crm/delete"];
-    let hop = (0usize..4, proptest::collection::vec(any::<bool>(), 4), any::<bool>());
+    let hop = (
+        0usize..4,
+        proptest::collection::vec(any::<bool>(), 4),
+        any::<bool>(),
+    );
     let strategy = (
         proptest::collection::vec(any::<bool>(), 4),
         proptest::collection::vec(hop, 1..5),
@@ -965,9 +969,9 @@ fn property_delegation_never_widens_or_outlives() {
                         .iter()
                         .fold(TaskRequest::new("t-1", ""), |t, tool| t.call_tool(tool))
                 });
-                let widening = request.as_ref().is_some_and(|r| {
-                    r.actions.iter().any(|a| !parent_actions.contains(a))
-                });
+                let widening = request
+                    .as_ref()
+                    .is_some_and(|r| r.actions.iter().any(|a| !parent_actions.contains(a)));
                 let in_chain = parent.agents().contains(&child);
                 let r = env.client(child).exchange(&token, request.as_ref());
                 match r {
@@ -979,12 +983,17 @@ fn property_delegation_never_widens_or_outlives() {
                         let mine = &c.task().unwrap().actions;
                         for ancestor in &chain {
                             let theirs = &ancestor.task().unwrap().actions;
-                            prop_assert!(mine.iter().all(|a| theirs.contains(a)),
-                                "{mine:?} not within {theirs:?}");
+                            prop_assert!(
+                                mine.iter().all(|a| theirs.contains(a)),
+                                "{mine:?} not within {theirs:?}"
+                            );
                             prop_assert!(c.exp <= ancestor.exp);
                         }
                         // The resource check agrees with the token.
-                        let who = env.client(child).whoami(&env.crm(), &t.access_token).unwrap();
+                        let who = env
+                            .client(child)
+                            .whoami(&env.crm(), &t.access_token)
+                            .unwrap();
                         prop_assert_eq!(who["agent"].as_str(), Some(child));
                         chain.push(c);
                         token = t.access_token;
@@ -992,7 +1001,8 @@ fn property_delegation_never_widens_or_outlives() {
                     Err(e) => {
                         let code = e.code().unwrap_or("").to_owned();
                         prop_assert!(
-                            ["invalid_authorization_details", "invalid_request"].contains(&code.as_str()),
+                            ["invalid_authorization_details", "invalid_request"]
+                                .contains(&code.as_str()),
                             "unexpected refusal: {e}"
                         );
                         if parent.depth + 1 > 2 || in_chain {
