@@ -17,7 +17,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use common::Warden;
 use serde_json::{Map, Value, json};
-use warden_client::{AdminClient, AgentClient, ClientError, TaskRequest};
+use warden_client::{AdminClient, AgentClient, ClientError, TaskRequest, TestIdp};
 use warden_core::AutonomyLevel;
 use warden_identity::token::{AccessClaims, GrantedAction, sign_access_token};
 use warden_identity::{KeyPair, jws};
@@ -55,7 +55,7 @@ when { context has on_behalf_of && context.on_behalf_of == Warden::User::"alice"
 struct Env {
     warden: Warden,
     admin: AdminClient,
-    idp: KeyPair,
+    idp: TestIdp,
     dir: tempfile::TempDir,
     keys: std::collections::HashMap<String, KeyPair>,
 }
@@ -69,13 +69,8 @@ impl Env {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("policies")).unwrap();
         write(&dir.path().join("policies"), "p.cedar", POLICIES);
-        let idp = KeyPair::generate();
-        let j = idp.public_jwk();
-        write(
-            dir.path(),
-            "idp.jwks.json",
-            &json!({"keys": [{"kty": j.kty, "crv": j.crv, "x": j.x, "kid": j.kid}]}).to_string(),
-        );
+        let idp = TestIdp::new("https://idp.test");
+        write(dir.path(), "idp.jwks.json", &idp.jwks().to_string());
         write(
             dir.path(),
             "warden.toml",
@@ -174,14 +169,7 @@ name = "CRM"
     }
 
     fn user_token(&self, sub: &str, aud: &str, exp_in: i64) -> String {
-        let now = now();
-        let h = json!({"typ": "JWT", "kid": self.idp.public_jwk().kid});
-        let c = json!({"iss": "https://idp.test", "sub": sub, "aud": aud, "iat": now, "exp": now + exp_in});
-        jws::sign(
-            self.idp.signing_key(),
-            h.as_object().unwrap(),
-            c.as_object().unwrap(),
-        )
+        self.idp.user_token(sub, aud, exp_in)
     }
 }
 

@@ -475,3 +475,41 @@ impl AdminClient {
         self.call("GET", "/whoami", None)
     }
 }
+
+/// A stand-in for a company identity provider, for tests and demos of on-behalf-of: an
+/// Ed25519 key, its JWKS (for `[[oauth.identity_providers]] jwks_file`), and user tokens.
+#[derive(Debug, Clone)]
+pub struct TestIdp {
+    pub issuer: String,
+    key: KeyPair,
+}
+
+impl TestIdp {
+    pub fn new(issuer: &str) -> Self {
+        Self {
+            issuer: issuer.to_owned(),
+            key: KeyPair::generate(),
+        }
+    }
+
+    /// The JWKS document Warden should trust.
+    pub fn jwks(&self) -> Value {
+        let j = self.key.public_jwk();
+        json!({"keys": [{"kty": j.kty, "crv": j.crv, "x": j.x, "kid": j.kid, "alg": "EdDSA", "use": "sig"}]})
+    }
+
+    /// A signed user token for `sub`, addressed to `aud`, valid for `ttl` seconds (negative:
+    /// already expired).
+    pub fn user_token(&self, sub: &str, aud: &str, ttl: i64) -> String {
+        let now = now();
+        let header = json!({"typ": "JWT", "kid": self.key.public_jwk().kid});
+        let claims =
+            json!({"iss": self.issuer, "sub": sub, "aud": aud, "iat": now, "exp": now + ttl});
+        match (header, claims) {
+            (Value::Object(h), Value::Object(c)) => {
+                warden_identity::jws::sign(self.key.signing_key(), &h, &c)
+            }
+            _ => String::new(),
+        }
+    }
+}
