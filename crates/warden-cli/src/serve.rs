@@ -95,7 +95,7 @@ fn print_banner(info: &warden_gateway::ServerInfo) {
         println!();
         println!("  First start: the admin API credential `admin` is");
         println!();
-        println!("      {}", secret.0);
+        println!("      {}", secret.expose());
         println!();
         println!("  It is shown this once; Warden keeps only its hash. Keep it in a secret store.");
         println!("  Use it with: export WARDEN_ADMIN_TOKEN=...; warden agent list --server {url}");

@@ -12,4 +12,4 @@ pub mod policy_files;
 pub mod reload;
 mod server;
 
-pub use server::{Server, ServerInfo, ShownOnce, data_dir, unix_now};
+pub use server::{Server, ServerInfo, data_dir, unix_now};

@@ -40,17 +40,7 @@ pub struct ServerInfo {
     /// The resources tokens can be issued for.
     pub resources: Vec<String>,
     /// The bootstrap admin secret, on the first start only: shown once, stored hashed.
-    pub bootstrap_admin: Option<ShownOnce>,
-}
-
-/// A secret to show once; `Debug` does not print it.
-#[derive(Clone)]
-pub struct ShownOnce(pub String);
-
-impl std::fmt::Debug for ShownOnce {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ShownOnce(***)")
-    }
+    pub bootstrap_admin: Option<warden_config::Secret>,
 }
 
 /// A bound, ready server.
@@ -133,7 +123,7 @@ impl Server {
             .bootstrap_admin("admin", &hash, now)
             .await
             .context("cannot create the bootstrap admin credential")?
-            .map(|_| ShownOnce(secret));
+            .map(|_| warden_config::Secret::new(secret));
 
         let (snapshot, policy_source) = match &config.policy.dir {
             None => (

@@ -98,14 +98,25 @@ impl Revocations {
         {
             return Some(format!("task {} is revoked", t.task_id));
         }
-        if let Some(a) = claims
-            .agents()
+        // Every agent of the chain: the holder, each earlier actor, the root agent (`sub`
+        // unless it is a user). Walked in place: this runs on every request.
+        let blocked = |a: &str| s.agents.contains(a) || s.blocked.contains(a);
+        let root = claims
+            .on_behalf_of()
+            .is_none()
+            .then_some(claims.sub.as_str());
+        let mut actor = claims.act.as_ref();
+        let mut found = [Some(claims.client_id.as_str()), root]
             .into_iter()
-            .find(|a| s.agents.contains(*a) || s.blocked.contains(*a))
+            .flatten()
+            .find(|a| blocked(a));
+        while found.is_none()
+            && let Some(a) = actor
         {
-            return Some(format!("agent {a} is suspended or revoked"));
+            found = blocked(&a.sub).then_some(a.sub.as_str());
+            actor = a.act.as_deref();
         }
-        None
+        found.map(|a| format!("agent {a} is suspended or revoked"))
     }
 
     /// True when `agent` is blocked.
