@@ -90,33 +90,18 @@ fn explain_policy(
     policy: &Policy,
     eval: &dyn Fn(Policy) -> Outcome,
 ) -> PolicyExplanation {
-    let Ok(mut est) = policy.to_json() else {
+    let Ok(bare) = BarePermit::new(policy) else {
         return PolicyExplanation {
             id: id.clone(),
             scope_matched: false,
             conditions: Vec::new(),
         };
     };
-    // Evaluate as permits without annotations so that "satisfied" reads off the reason.
-    if let Some(o) = est.as_object_mut() {
-        o.insert("effect".into(), json!("permit"));
-        o.remove("annotations");
-    }
-    let clauses: Vec<Value> = est
-        .get("conditions")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let with_conditions = |conds: Vec<Value>| -> Option<Policy> {
-        let mut e = est.clone();
-        if let Some(o) = e.as_object_mut() {
-            o.insert("conditions".into(), Value::Array(conds));
-        }
-        Policy::from_json(None, e).ok()
-    };
+    let with_conditions = |conds: Vec<Value>| bare.with(conds).ok();
+    let clauses = &bare.clauses;
     let scope_matched = with_conditions(Vec::new()).map(eval) == Some(Outcome::True);
     let mut conditions = Vec::new();
-    for clause in &clauses {
+    for clause in clauses {
         let kind = clause.get("kind").and_then(Value::as_str).unwrap_or("when");
         let mut conjuncts = Vec::new();
         if let Some(body) = clause.get("body") {
@@ -142,6 +127,40 @@ fn explain_policy(
         id: id.clone(),
         scope_matched,
         conditions,
+    }
+}
+
+/// A policy rewritten as an unannotated permit whose conditions can be swapped, so that
+/// "satisfied" can be read off Cedar's reasons for its scope alone or for one condition at a
+/// time (`explain`, and the PA's `grantable`).
+pub(crate) struct BarePermit {
+    est: Value,
+    /// The policy's `when`/`unless` clauses, in Cedar's JSON form.
+    pub clauses: Vec<Value>,
+}
+
+impl BarePermit {
+    pub fn new(policy: &Policy) -> Result<Self, String> {
+        let mut est = policy.to_json().map_err(|e| e.to_string())?;
+        if let Some(o) = est.as_object_mut() {
+            o.insert("effect".into(), json!("permit"));
+            o.remove("annotations");
+        }
+        let clauses = est
+            .get("conditions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        Ok(Self { est, clauses })
+    }
+
+    /// The same scope with `conds` as its only conditions.
+    pub fn with(&self, conds: Vec<Value>) -> Result<Policy, String> {
+        let mut e = self.est.clone();
+        if let Some(o) = e.as_object_mut() {
+            o.insert("conditions".into(), Value::Array(conds));
+        }
+        Policy::from_json(None, e).map_err(|e| e.to_string())
     }
 }
 

@@ -15,9 +15,10 @@
 //! (docs/decisions/0005).
 
 use cedar_policy::{Policy, PolicyId as CedarPolicyId, PolicySet};
-use serde_json::{Value, json};
+use serde_json::Value;
 use warden_core::PolicyId;
 
+use crate::explain::BarePermit;
 use crate::request::ActionRequest;
 use crate::snapshot::PolicySnapshot;
 
@@ -117,28 +118,13 @@ fn policy_status(
     policy: &Policy,
     eval: &dyn Fn(Policy) -> Result<bool, String>,
 ) -> Result<Tri, String> {
-    let mut est = policy.to_json().map_err(|e| e.to_string())?;
-    if let Some(o) = est.as_object_mut() {
-        o.insert("effect".into(), json!("permit"));
-        o.remove("annotations");
-    }
-    let clauses: Vec<Value> = est
-        .get("conditions")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let with = |conds: Vec<Value>| -> Result<Policy, String> {
-        let mut e = est.clone();
-        if let Some(o) = e.as_object_mut() {
-            o.insert("conditions".into(), Value::Array(conds));
-        }
-        Policy::from_json(None, e).map_err(|e| e.to_string())
-    };
+    let bare = BarePermit::new(policy)?;
+    let with = |conds: Vec<Value>| bare.with(conds);
     if !eval(with(Vec::new())?)? {
         return Ok(Tri::False);
     }
     let mut status = Tri::True;
-    for clause in clauses {
+    for clause in bare.clauses.iter().cloned() {
         if clause.get("body").is_some_and(volatile) {
             status = Tri::Unknown;
             continue;
@@ -188,7 +174,7 @@ mod tests {
     }
 
     fn req(tool: &str, task: &str) -> ActionRequest {
-        serde_json::from_value(json!({
+        serde_json::from_value(serde_json::json!({
             "agent": "a1", "action": "call_tool", "resource": tool,
             "task": {"id": task, "purpose": "p"}, "autonomy": "junior", "time": 0
         }))
