@@ -123,6 +123,8 @@ impl TokenResponse {
     }
 }
 
+pub mod mcp;
+
 fn http() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)

@@ -47,6 +47,121 @@ pub struct UpstreamConfig {
     /// Human-readable name, published as `resource_name` in its RFC 9728 metadata.
     #[serde(default)]
     pub name: Option<String>,
+    /// The upstream's MCP Streamable HTTP endpoint (`http://` or `https://`). Exactly one
+    /// of `url` and `command`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A stdio MCP server to launch as a child process: the program. Exactly one of `url`
+    /// and `command`.
+    #[serde(default)]
+    pub command: Option<String>,
+    /// Arguments of `command`.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Environment of `command` (added to a cleared environment with `PATH` and `HOME`).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory of `command`.
+    #[serde(default)]
+    pub cwd: Option<PathBuf>,
+    /// The upstream's own credential, injected by Warden on every forwarded call. Agents
+    /// never see it; an agent's token is never forwarded.
+    #[serde(default)]
+    pub credential: Option<CredentialConfig>,
+    /// How long one upstream call may take, in seconds.
+    #[serde(default = "default_upstream_timeout")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub timeout_secs: u64,
+}
+
+fn default_upstream_timeout() -> u64 {
+    30
+}
+
+/// How Warden reaches an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport<'a> {
+    Http { url: &'a str },
+    Stdio { command: &'a str },
+}
+
+impl UpstreamConfig {
+    /// The transport; `None` only for a config that [`problem`](Self::problem) refuses.
+    pub fn transport(&self) -> Option<Transport<'_>> {
+        match (&self.url, &self.command) {
+            (Some(url), None) => Some(Transport::Http { url }),
+            (None, Some(command)) => Some(Transport::Stdio { command }),
+            _ => None,
+        }
+    }
+
+    fn problem(&self) -> Option<String> {
+        let transport = match self.transport() {
+            Some(t) => t,
+            None if self.url.is_none() && self.command.is_none() => {
+                return Some("set `url` (Streamable HTTP) or `command` (stdio)".into());
+            }
+            None => return Some("set `url` or `command`, not both".into()),
+        };
+        match transport {
+            Transport::Http { url } => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Some(format!("url \"{url}\" must start with http:// or https://"));
+                }
+                if !self.args.is_empty() || !self.env.is_empty() || self.cwd.is_some() {
+                    return Some("`args`, `env` and `cwd` belong to a `command` upstream".into());
+                }
+                if let Some(c) = &self.credential
+                    && (c.header.is_none() || c.env.is_some())
+                {
+                    return Some(
+                        "a `url` upstream's credential goes in a header: set credential.header"
+                            .into(),
+                    );
+                }
+            }
+            Transport::Stdio { command } => {
+                if command.is_empty() {
+                    return Some("`command` is empty".into());
+                }
+                if let Some(c) = &self.credential
+                    && (c.env.is_none() || c.header.is_some())
+                {
+                    return Some(
+                        "a `command` upstream's credential goes in its environment: set \
+                         credential.env"
+                            .into(),
+                    );
+                }
+            }
+        }
+        if let Some(h) = self.credential.as_ref().and_then(|c| c.header.as_deref())
+            && (h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        {
+            return Some(format!(
+                "credential.header \"{h}\" is not an HTTP header name"
+            ));
+        }
+        None
+    }
+}
+
+/// `[upstreams.<name>.credential]`: where the upstream's secret comes from and where it goes.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialConfig {
+    /// HTTP header to set on requests to a `url` upstream, e.g. `Authorization`.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// Environment variable to set for a `command` upstream, e.g. `GITHUB_TOKEN`.
+    #[serde(default)]
+    pub env: Option<String>,
+    /// Text put before the secret, e.g. `"Bearer "`.
+    #[serde(default)]
+    pub prefix: String,
+    /// The secret: `{ env = "VAR" }` or `{ file = "path" }` (first line; relative to the
+    /// config file).
+    pub secret: SecretRef,
 }
 
 /// `[oauth]`: Warden as the OAuth 2.1 authorization server for agents (issue of task tokens,
@@ -171,6 +286,11 @@ pub struct ServerConfig {
     #[serde(default = "default_max_body")]
     #[schemars(range(min = 1024, max = 67108864))]
     pub max_body_bytes: usize,
+    /// Browser origins allowed to call the MCP endpoints (`scheme://host[:port]`), besides
+    /// the issuer's own. Requests with any other `Origin` header get HTTP 403 (DNS-rebinding
+    /// protection); requests without one (non-browser clients) are not affected.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -187,6 +307,7 @@ impl Default for ServerConfig {
             listen: default_listen(),
             data_dir: None,
             max_body_bytes: default_max_body(),
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -386,7 +507,7 @@ impl Config {
                     .into(),
             ));
         }
-        for name in self.upstreams.keys() {
+        for (name, u) in &self.upstreams {
             if name.is_empty()
                 || !name
                     .chars()
@@ -396,6 +517,9 @@ impl Config {
                     name,
                     format!("upstreams.{name}: names are letters, digits, `-` and `_`"),
                 ));
+            }
+            if let Some(problem) = u.problem() {
+                return Err(err(name, format!("upstreams.{name}: {problem}")));
             }
         }
         if let Some(ns) = &self.authzen.namespace
@@ -442,6 +566,14 @@ impl Config {
         }
         if let Some(SecretRef::File { file }) = self.authzen.api_key.as_mut() {
             abs(file);
+        }
+        for u in self.upstreams.values_mut() {
+            if let Some(c) = u.cwd.as_mut() {
+                abs(c);
+            }
+            if let Some(SecretRef::File { file }) = u.credential.as_mut().map(|c| &mut c.secret) {
+                abs(file);
+            }
         }
     }
 

@@ -86,6 +86,20 @@ impl Decision {
         }
     }
 
+    /// An allow for a protocol message that carries no action on a tool, resource or prompt
+    /// (`initialize`, `ping`, list calls whose answers are filtered, notifications). No
+    /// policy is consulted; `reason` says which protocol rule let it through.
+    pub fn protocol_allow(reason: impl Into<String>) -> Self {
+        Self {
+            effect: Effect::Allow,
+            determining: Vec::new(),
+            reasons: vec![reason.into()],
+            errors: Vec::new(),
+            approval: None,
+            notify: Vec::new(),
+        }
+    }
+
     /// A deny caused by an error: the request could not be decided, so it is refused.
     pub fn error_deny(errors: Vec<DecisionError>) -> Self {
         let first = errors.first().map_or("", |e| e.message.as_str());

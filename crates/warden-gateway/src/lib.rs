@@ -7,6 +7,7 @@
 
 pub mod admin_api;
 mod authzen_api;
+pub mod mcp;
 pub mod oauth;
 pub mod policy_files;
 pub mod reload;

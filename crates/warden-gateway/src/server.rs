@@ -185,6 +185,10 @@ impl Server {
             idps,
             max_body: config.server.max_body_bytes,
         });
+        let mcp_state = Arc::new(
+            crate::mcp::McpState::new(config, Arc::clone(&authority))
+                .context("cannot set up the MCP upstreams")?,
+        );
         let admin = Arc::new(AdminState {
             store: store.clone(),
             revocations: Arc::clone(&revocations),
@@ -267,7 +271,10 @@ impl Server {
             .route("/admin/v1/whoami", get(admin_api::whoami))
             .route("/admin/{*rest}", axum::routing::any(admin_api::not_found))
             .with_state(admin);
-        router = router.merge(oauth_routes).merge(admin_routes);
+        router = router
+            .merge(oauth_routes)
+            .merge(admin_routes)
+            .merge(crate::mcp::router(mcp_state));
         if config.authzen.enabled {
             let authzen = Router::new()
                 .route(

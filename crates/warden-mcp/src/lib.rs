@@ -27,6 +27,8 @@ pub mod codes {
     pub const APPROVAL_REQUIRED: i64 = -32002;
     /// The action is not among the task token's granted actions.
     pub const NOT_IN_TASK: i64 = -32003;
+    /// The upstream could not be reached or answered garbage.
+    pub const UPSTREAM_FAILED: i64 = -32004;
 }
 
 /// Why a frame was refused before any decision.

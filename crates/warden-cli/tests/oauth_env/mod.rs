@@ -89,7 +89,9 @@ audience = "warden"
 jwks_file = "idp.jwks.json"
 [upstreams.crm]
 name = "CRM"
+url = "http://127.0.0.1:9/crm/mcp"
 [upstreams.mail]
+url = "http://127.0.0.1:9/mail/mcp"
 "#,
         );
         let warden = Warden::start(

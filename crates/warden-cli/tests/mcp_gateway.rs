@@ -1,0 +1,447 @@
+//! The MCP gateway end to end: the real `warden` binary in front of the demo tool server
+//! (rmcp, Streamable HTTP), driven by an MCP client holding task tokens with DPoP.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use warden_client::mcp::McpSession;
+use warden_client::{AdminClient, AgentClient, TaskRequest};
+use warden_core::AutonomyLevel;
+use warden_identity::KeyPair;
+use warden_testkit::{DemoOptions, DemoServer, Stats};
+
+use crate::common::{Warden, warden};
+
+const UPSTREAM_SECRET: &str = "upstream-secret-123";
+
+const POLICIES: &str = r#"
+@id("assistant-crm")
+@reason("the assistant reads contacts and logs call notes")
+permit (principal == Warden::Agent::"assistant", action == Warden::Action::"call_tool", resource)
+when { [Warden::Tool::"crm/read_contact", Warden::Tool::"crm/log_call_note"].contains(resource) };
+
+@id("others-read-contacts")
+permit (principal, action == Warden::Action::"call_tool", resource == Warden::Tool::"crm/read_contact")
+when { [Warden::Agent::"other", Warden::Agent::"plain"].contains(principal) };
+
+@id("assistant-small-transfers")
+@reason("transfers up to 1000 are allowed")
+permit (principal == Warden::Agent::"assistant", action == Warden::Action::"call_tool",
+        resource == Warden::Tool::"finance/transfer_funds")
+when { context.arguments has amount && context.arguments.amount <= 1000 };
+
+@id("assistant-large-transfers")
+@approval("transfers above 1000 need a finance approver")
+permit (principal == Warden::Agent::"assistant", action == Warden::Action::"call_tool",
+        resource == Warden::Tool::"finance/transfer_funds")
+when { context.arguments has amount && context.arguments.amount > 1000 &&
+       context.arguments.amount <= 10000 };
+
+@id("transfer-cap")
+@reason("no agent transfers more than 10000")
+forbid (principal, action == Warden::Action::"call_tool", resource == Warden::Tool::"finance/transfer_funds")
+when { context.arguments has amount && context.arguments.amount > 10000 };
+"#;
+
+const ARGUMENTS_SCHEMA: &str = r#"
+namespace Warden {
+  type Arguments = { "amount"?: Long, "to"?: String, "id"?: String };
+}
+"#;
+
+struct Env {
+    warden: Warden,
+    demo: DemoServer,
+    _rt: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+    keys: HashMap<String, KeyPair>,
+}
+
+impl Env {
+    fn start() -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let demo = rt
+            .block_on(warden_testkit::serve(
+                "127.0.0.1:0".parse().unwrap(),
+                DemoOptions {
+                    require_authorization: Some(format!("Bearer {UPSTREAM_SECRET}")),
+                    json_response: false,
+                },
+            ))
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let policies = dir.path().join("policies");
+        std::fs::create_dir(&policies).unwrap();
+        std::fs::write(policies.join("p.cedar"), POLICIES).unwrap();
+        std::fs::write(policies.join("arguments.cedarschema"), ARGUMENTS_SCHEMA).unwrap();
+        let mut config = String::from(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[policy]\ndir = \"policies\"\nwatch = false\n",
+        );
+        for s in warden_testkit::SERVICES {
+            config.push_str(&format!(
+                "[upstreams.{s}]\nurl = \"{}\"\n[upstreams.{s}.credential]\nheader = \"Authorization\"\n\
+                 prefix = \"Bearer \"\nsecret = {{ env = \"DEMO_UPSTREAM_TOKEN\" }}\n",
+                demo.url(s)
+            ));
+        }
+        std::fs::write(dir.path().join("warden.toml"), config).unwrap();
+        let warden = Warden::start_with(
+            warden()
+                .args(["serve", "--config"])
+                .arg(dir.path().join("warden.toml"))
+                .env("WARDEN_DATA_DIR", dir.path().join("data"))
+                .env("DEMO_UPSTREAM_TOKEN", UPSTREAM_SECRET),
+        );
+        let secret = warden
+            .stdout
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("wdn_admin_"))
+            .unwrap()
+            .to_owned();
+        let admin = AdminClient::new(&warden.url, &secret);
+        let mut keys = HashMap::new();
+        for (id, dpop) in [("assistant", true), ("other", true), ("plain", false)] {
+            let k = KeyPair::generate();
+            admin
+                .create_agent(
+                    id,
+                    id,
+                    &["alice@example.com".to_owned()],
+                    "mcp tests",
+                    AutonomyLevel::Junior,
+                    dpop,
+                    &k.public_jwk(),
+                )
+                .unwrap();
+            keys.insert(id.to_owned(), k);
+        }
+        Self {
+            warden,
+            demo,
+            _rt: rt,
+            _dir: dir,
+            keys,
+        }
+    }
+
+    fn stats(&self) -> Arc<Stats> {
+        Arc::clone(&self.demo.stats)
+    }
+
+    fn agent(&self, id: &str) -> AgentClient {
+        AgentClient::new(&self.warden.url, id, self.keys[id].clone())
+    }
+
+    fn url(&self, upstream: &str) -> String {
+        format!("{}/mcp/{upstream}", self.warden.url)
+    }
+
+    /// A session of `agent` on `upstream` with a token granting `tools` (names on it).
+    fn session(&self, agent: &str, upstream: &str, tools: &[&str], protocol: &str) -> McpSession {
+        let client = self.agent(agent);
+        let task = tools
+            .iter()
+            .fold(TaskRequest::new("t-1", "mcp tests"), |t, tool| {
+                t.call_tool(&format!("{upstream}/{tool}"))
+            });
+        let token = client.token(&self.url(upstream), &task).unwrap();
+        McpSession::new(client, &self.url(upstream), &token.access_token, protocol)
+    }
+}
+
+fn error_of(r: &Value) -> (i64, String) {
+    (
+        r["error"]["code"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("not an error: {r}")),
+        r["error"]["data"]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned(),
+    )
+}
+
+fn text_of(r: &Value) -> String {
+    r["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no text result: {r}"))
+        .to_owned()
+}
+
+#[test]
+fn allowed_calls_are_forwarded_with_the_upstream_credential_and_never_the_agent_token() {
+    let env = Env::start();
+    for protocol in ["2025-06-18", "2025-11-25", "2026-07-28"] {
+        let mut s = env.session("assistant", "crm", &["read_contact"], protocol);
+        let init = s.initialize().unwrap();
+        assert!(init.get("result").is_some(), "{protocol}: {init}");
+        let r = s.call_tool("read_contact", json!({"id": "c-1"})).unwrap();
+        assert!(text_of(&r).contains("Ada Lovelace"), "{protocol}: {r}");
+    }
+    // The upstream saw only its own credential: no agent token, no DPoP header value.
+    assert_eq!(
+        env.stats().authorizations(),
+        vec![format!("Bearer {UPSTREAM_SECRET}")]
+    );
+}
+
+#[test]
+fn a_tool_outside_the_task_is_refused_and_never_reaches_the_upstream() {
+    let env = Env::start();
+    let mut s = env.session("assistant", "crm", &["read_contact"], "2025-11-25");
+    s.initialize().unwrap();
+    let before = env.stats().requests("crm");
+    let r = s.call_tool("delete_record", json!({"id": "c-1"})).unwrap();
+    assert_eq!(error_of(&r), (-32003, "not_in_task".into()), "{r}");
+    // In the task, but no policy permits it: the token endpoint refuses to grant it at all.
+    let client = env.agent("assistant");
+    let refused = client
+        .token(
+            &env.url("crm"),
+            &TaskRequest::new("t-2", "x").call_tool("crm/delete_record"),
+        )
+        .unwrap_err();
+    assert_eq!(refused.code(), Some("invalid_authorization_details"));
+    assert_eq!(env.stats().requests("crm"), before, "nothing forwarded");
+}
+
+#[test]
+fn arguments_decide_transfers_allow_approval_or_deny() {
+    let env = Env::start();
+    let mut s = env
+        .session("assistant", "finance", &["transfer_funds"], "2025-11-25")
+        .with_reason("paying invoice 42");
+    s.initialize().unwrap();
+    let ok = s
+        .call_tool(
+            "transfer_funds",
+            json!({"amount": 200, "to": "DE89370400440532013000"}),
+        )
+        .unwrap();
+    assert!(text_of(&ok).contains("transferred 200.00"), "{ok}");
+    let before = env.stats().requests("finance");
+    let approval = s
+        .call_tool(
+            "transfer_funds",
+            json!({"amount": 5000, "to": "DE89370400440532013000"}),
+        )
+        .unwrap();
+    assert_eq!(error_of(&approval), (-32002, "approval_required".into()));
+    assert_eq!(
+        approval["error"]["data"]["policies"],
+        json!(["assistant-large-transfers"])
+    );
+    let denied = s
+        .call_tool(
+            "transfer_funds",
+            json!({"amount": 50000, "to": "DE89370400440532013000"}),
+        )
+        .unwrap();
+    assert_eq!(error_of(&denied), (-32001, "policy_denied".into()));
+    assert_eq!(denied["error"]["data"]["policies"], json!(["transfer-cap"]));
+    assert!(
+        denied["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no agent transfers more than 10000")
+    );
+    // A value Cedar cannot take (a float with 5 decimals) is an error, hence a deny.
+    let odd = s
+        .call_tool("transfer_funds", json!({"amount": 1.00001, "to": "x"}))
+        .unwrap();
+    assert_eq!(error_of(&odd).0, -32001);
+    assert_eq!(env.stats().requests("finance"), before, "nothing forwarded");
+    // The stated reason travels with the decision.
+    let log = env.warden.stderr.lock().unwrap().clone();
+    assert!(log.contains("paying invoice 42"), "{log}");
+}
+
+#[test]
+fn tools_list_shows_only_what_the_task_may_use() {
+    let env = Env::start();
+    for protocol in ["2025-11-25", "2026-07-28"] {
+        let mut s = env.session(
+            "assistant",
+            "crm",
+            &["read_contact", "log_call_note"],
+            protocol,
+        );
+        s.initialize().unwrap();
+        let mut names = s.tool_names().unwrap();
+        names.sort();
+        assert_eq!(names, ["log_call_note", "read_contact"], "{protocol}");
+        let mut s = env.session("assistant", "crm", &["read_contact"], protocol);
+        s.initialize().unwrap();
+        assert_eq!(s.tool_names().unwrap(), ["read_contact"], "{protocol}");
+    }
+}
+
+#[test]
+fn no_token_means_401_with_the_resource_metadata() {
+    let env = Env::start();
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#;
+    let (status, headers, _) = env.warden.post(
+        "/mcp/crm",
+        body,
+        &[("Accept", "application/json, text/event-stream")],
+    );
+    assert_eq!(status, 401);
+    let challenge = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("www-authenticate"))
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    assert!(
+        challenge.contains(&format!(
+            "resource_metadata=\"{}/.well-known/oauth-protected-resource/mcp/crm\"",
+            env.warden.url
+        )),
+        "{challenge}"
+    );
+    // A token for another upstream is not valid here either.
+    let s = env.session("assistant", "finance", &["transfer_funds"], "2025-11-25");
+    let crm = McpSession::new(
+        env.agent("assistant"),
+        &env.url("crm"),
+        &token_of(&s),
+        "2025-11-25",
+    );
+    let a = crm.post_raw(body.as_bytes(), &[]).unwrap();
+    assert_eq!(a.status, 401);
+    assert_eq!(env.stats().requests("crm"), 0);
+}
+
+fn token_of(s: &McpSession) -> String {
+    format!("{s:?}")
+        .split("token: \"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn malformed_input_gets_precise_errors_and_nothing_is_forwarded() {
+    let env = Env::start();
+    let mut s = env.session("assistant", "crm", &["read_contact"], "2025-11-25");
+    s.initialize().unwrap();
+    let before = env.stats().requests("crm");
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{{"name":"read_contact","arguments":{{"id":"{}"}}}}}}"#,
+        "x".repeat(2 << 20)
+    );
+    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, u16, i64, &'a str);
+    let cases: Vec<Case> = vec![
+        ("malformed JSON", "{\"jsonrpc\":\"2.0\",".into(), vec![], 400, -32700, "malformed_json"),
+        ("batch", r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#.into(), vec![], 400, -32600, "invalid_jsonrpc"),
+        ("duplicate keys", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_contact","name":"delete_record"}}"#.into(), vec![], 400, -32700, "malformed_json"),
+        ("wrong version", r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#.into(), vec![], 400, -32600, "invalid_jsonrpc"),
+        ("no name", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#.into(), vec![], 400, -32602, "invalid_params"),
+        ("arguments not an object", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_contact","arguments":[1]}}"#.into(), vec![], 400, -32602, "invalid_params"),
+        ("oversize", big, vec![], 413, -32600, "frame_too_large"),
+        ("method header mismatch", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_contact","arguments":{"id":"c-1"}}}"#.into(), vec![("Mcp-Method", "tools/list")], 400, -32600, "header_mismatch"),
+        ("name header mismatch", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_contact","arguments":{"id":"c-1"}}}"#.into(), vec![("Mcp-Method", "tools/call"), ("Mcp-Name", "delete_record")], 400, -32600, "header_mismatch"),
+        ("unmediated method", r#"{"jsonrpc":"2.0","id":1,"method":"sampling/createMessage","params":{}}"#.into(), vec![], 200, -32601, "not_mediated"),
+    ];
+    for (what, body, headers, status, code, reason) in cases {
+        let a = s.post_raw(body.as_bytes(), &headers).unwrap();
+        assert_eq!(a.status, status, "{what}: {}", a.body);
+        let v: Value =
+            serde_json::from_str(&a.body).unwrap_or_else(|_| panic!("{what}: {}", a.body));
+        assert_eq!(error_of(&v), (code, reason.to_owned()), "{what}: {v}");
+    }
+    // 2026-07-28 requires the headers.
+    let stateless = env.session("assistant", "crm", &["read_contact"], "2026-07-28");
+    let a = stateless
+        .post_raw(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_contact","arguments":{"id":"c-1"}}}"#,
+            &[],
+        )
+        .unwrap();
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(a.body.contains("header_mismatch"), "{}", a.body);
+    // Unknown session ids, and sessions of other agents, are 404.
+    let mut forged = s.clone();
+    forged.set_session_id(Some("made-up"));
+    assert_eq!(
+        forged
+            .post_raw(br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#, &[])
+            .unwrap()
+            .status,
+        404
+    );
+    let mut other = env.session("other", "crm", &["read_contact"], "2025-11-25");
+    other.set_session_id(s.session_id());
+    let a = other
+        .post_raw(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#,
+            &[],
+        )
+        .unwrap();
+    assert_eq!(a.status, 404, "{}", a.body);
+    assert_eq!(
+        env.stats().requests("crm"),
+        before,
+        "the upstream saw none of it"
+    );
+}
+
+#[test]
+fn foreign_origins_are_refused() {
+    let env = Env::start();
+    let s = env.session("assistant", "crm", &["read_contact"], "2025-11-25");
+    let body = br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let a = s
+        .post_raw(body, &[("Origin", "https://evil.example")])
+        .unwrap();
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert!(a.body.contains("origin_not_allowed"));
+    assert_eq!(env.stats().requests("crm"), 0);
+}
+
+#[test]
+fn bearer_agents_work_and_suspension_applies_to_the_next_call() {
+    let env = Env::start();
+    // `plain` opted out of DPoP: its bearer token works alone.
+    let mut bearer = env.session("plain", "crm", &["read_contact"], "2025-11-25");
+    bearer.initialize().unwrap();
+    let r = bearer
+        .call_tool("read_contact", json!({"id": "c-2"}))
+        .unwrap();
+    assert!(text_of(&r).contains("Grace Hopper"), "{r}");
+    let mut s = env.session("assistant", "crm", &["read_contact"], "2025-11-25");
+    s.initialize().unwrap();
+    s.call_tool("read_contact", json!({"id": "c-2"})).unwrap();
+    let secret = env
+        .warden
+        .stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("wdn_admin_"))
+        .unwrap()
+        .to_owned();
+    AdminClient::new(&env.warden.url, &secret)
+        .set_state("assistant", "suspend", "test")
+        .unwrap();
+    let a = s
+        .post_raw(
+            br#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"read_contact","arguments":{"id":"c-2"}}}"#,
+            &[],
+        )
+        .unwrap();
+    assert_eq!(a.status, 401, "{}", a.body);
+}

@@ -1,0 +1,666 @@
+//! The MCP gateway (PEP, issue 4): `/mcp/{upstream}` speaks MCP Streamable HTTP to agents
+//! and forwards to the upstream only what the task token grants and the Policy Engine
+//! allows, with the upstream's own credential.
+//!
+//! Per request, in this order (each step refuses with a precise error and forwards nothing):
+//! 1. `Origin`, if present, must be the issuer's or configured (DNS-rebinding protection).
+//! 2. The task token (and its DPoP proof) must be valid for this upstream's resource URL;
+//!    otherwise HTTP 401 with `WWW-Authenticate` pointing to the RFC 9728 metadata.
+//! 3. The body is one strict JSON-RPC message within the size limit (no duplicate keys).
+//! 4. `Mcp-Method` / `Mcp-Name` headers, when sent (required from 2026-07-28), must match
+//!    the body.
+//! 5. An `Mcp-Session-Id` must be a session this agent opened on this upstream through
+//!    Warden (HTTP 404 otherwise).
+//! 6. `tools/call`, `resources/read`, `prompts/get`: granted by the token **and** allowed by
+//!    the PE with the real arguments. List calls are forwarded and their answers filtered.
+//!    Protocol methods pass; every other method is refused (`-32601`, `not_mediated`).
+//!
+//! What is forwarded is exactly the bytes that were decided on ([`warden_mcp::Permitted`]).
+
+// The `Err` of the admission steps is the HTTP answer itself, built only on refusal.
+#![allow(clippy::result_large_err)]
+
+pub mod decide;
+pub mod http;
+pub mod session;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes, to_bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+use warden_config::{Config, Transport};
+use warden_identity::token::AccessClaims;
+use warden_identity::verifier::Presentation;
+use warden_mcp::{Frame, Message, Permitted, RequestId, codes, error_response};
+
+use self::decide::{Caller, Mediation, Refusal};
+use self::http::{FORWARDED_RESPONSE_HEADERS, HttpUpstream, UpstreamError};
+use self::session::Sessions;
+use crate::oauth::{self, Authority};
+use crate::unix_now;
+
+/// The header an agent may state its reason in (instead of `_meta["warden/reason"]`).
+pub const REASON_HEADER: &str = "warden-reason";
+
+/// Largest upstream answer Warden reads whole (list answers it filters).
+const MAX_LIST_ANSWER: usize = 16 << 20;
+
+/// Everything the MCP endpoints need.
+#[derive(Debug)]
+pub struct McpState {
+    pub authority: Arc<Authority>,
+    pub upstreams: HashMap<String, Upstream>,
+    pub sessions: Sessions,
+    /// Allowed `Origin` values (the issuer's origin first).
+    pub origins: Vec<String>,
+    pub max_body: usize,
+}
+
+/// One upstream: its resource URL (the token audience) and how to reach it.
+#[derive(Debug)]
+pub struct Upstream {
+    pub name: String,
+    pub resource: String,
+    pub http: HttpUpstream,
+}
+
+impl McpState {
+    /// Builds the upstreams from the config; secrets are read now (a missing one is an
+    /// error at start, not at the first call).
+    pub fn new(config: &Config, authority: Arc<Authority>) -> anyhow::Result<Self> {
+        let mut upstreams = HashMap::new();
+        for (name, u) in &config.upstreams {
+            let credential = match &u.credential {
+                None => None,
+                Some(c) => {
+                    let secret = c
+                        .secret
+                        .resolve()
+                        .map_err(|e| anyhow::anyhow!("upstreams.{name}.credential: {e}"))?;
+                    let value = format!("{}{}", c.prefix, secret.expose());
+                    match &c.header {
+                        Some(h) => Some((
+                            HeaderName::from_bytes(h.as_bytes())
+                                .map_err(|e| anyhow::anyhow!("upstreams.{name}: {e}"))?,
+                            {
+                                let mut v = HeaderValue::from_str(&value).map_err(|_| {
+                                    anyhow::anyhow!(
+                                        "upstreams.{name}.credential: not a valid header value"
+                                    )
+                                })?;
+                                v.set_sensitive(true);
+                                v
+                            },
+                        )),
+                        None => None,
+                    }
+                }
+            };
+            let http = match u.transport() {
+                Some(Transport::Http { url }) => {
+                    HttpUpstream::new(url, credential, Duration::from_secs(u.timeout_secs))
+                        .map_err(|e| anyhow::anyhow!("upstreams.{name}: {e}"))?
+                }
+                Some(Transport::Stdio { .. }) => anyhow::bail!(
+                    "upstreams.{name}: stdio upstreams (`command`) are not served yet; use \
+                     `url` (see docs/mcp.md)"
+                ),
+                None => anyhow::bail!("upstreams.{name}: set `url` or `command`"),
+            };
+            upstreams.insert(
+                name.clone(),
+                Upstream {
+                    name: name.clone(),
+                    resource: format!("{}/mcp/{name}", authority.issuer),
+                    http,
+                },
+            );
+        }
+        let mut origins = vec![origin_of(&authority.issuer)];
+        origins.extend(config.server.allowed_origins.iter().cloned());
+        Ok(Self {
+            authority,
+            upstreams,
+            sessions: Sessions::new(100_000, 3600),
+            origins,
+            max_body: config.server.max_body_bytes,
+        })
+    }
+}
+
+/// `scheme://host[:port]` of a URL.
+fn origin_of(url: &str) -> String {
+    let after = url.find("://").map_or(0, |i| i + 3);
+    let end = url
+        .get(after..)
+        .and_then(|r| r.find('/'))
+        .map_or(url.len(), |i| after + i);
+    url.get(..end).unwrap_or(url).to_owned()
+}
+
+/// The MCP routes.
+pub fn router(state: Arc<McpState>) -> Router {
+    let sweeper = Arc::clone(&state);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            sweeper.sessions.sweep(unix_now());
+        }
+    });
+    Router::new()
+        .route(
+            "/mcp/{server}",
+            post(post_message).get(open_stream).delete(end_session),
+        )
+        .with_state(state)
+}
+
+/// A JSON-RPC error answer.
+fn rpc_error(
+    status: StatusCode,
+    id: Option<&RequestId>,
+    code: i64,
+    message: &str,
+    data: Value,
+) -> Response {
+    (status, axum::Json(error_response(id, code, message, data))).into_response()
+}
+
+fn header_str<'h>(h: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Step 1: a browser `Origin` must be allowed.
+fn check_origin(s: &McpState, headers: &HeaderMap) -> Result<(), Response> {
+    match headers.get(header::ORIGIN) {
+        None => Ok(()),
+        Some(o) if o.to_str().is_ok_and(|o| s.origins.iter().any(|a| a == o)) => Ok(()),
+        Some(_) => Err(rpc_error(
+            StatusCode::FORBIDDEN,
+            None,
+            codes::INVALID_REQUEST,
+            "this Origin may not call Warden's MCP endpoints (set server.allowed_origins)",
+            json!({"reason": "origin_not_allowed"}),
+        )),
+    }
+}
+
+fn unknown_upstream(server: &str) -> Response {
+    rpc_error(
+        StatusCode::NOT_FOUND,
+        None,
+        codes::INVALID_REQUEST,
+        &format!("no upstream named `{server}` is configured"),
+        json!({"reason": "unknown_upstream"}),
+    )
+}
+
+/// Step 1, the upstream, and step 2.
+fn admit<'s>(
+    s: &'s McpState,
+    server: &str,
+    method: &'static str,
+    headers: &HeaderMap,
+) -> Result<(&'s Upstream, Arc<AccessClaims>), Response> {
+    check_origin(s, headers)?;
+    let up = s
+        .upstreams
+        .get(server)
+        .ok_or_else(|| unknown_upstream(server))?;
+    Ok((up, authenticate(s, up, method, headers)?))
+}
+
+/// Verifies the task token for `up`'s resource.
+fn authenticate(
+    s: &McpState,
+    up: &Upstream,
+    method: &'static str,
+    headers: &HeaderMap,
+) -> Result<Arc<AccessClaims>, Response> {
+    let a = &s.authority;
+    oauth::credentials(headers)
+        .and_then(|(token, proof)| {
+            a.verifier.verify(
+                Presentation {
+                    token,
+                    proof,
+                    method,
+                    url: &up.resource,
+                },
+                &up.resource,
+                unix_now(),
+            )
+        })
+        .map_err(|e| {
+            tracing::info!(upstream = %up.name, "MCP request refused: {e}");
+            oauth::unauthorized(a, &up.resource, &e)
+        })
+}
+
+/// Step 5: a named session must be this agent's, on this upstream.
+fn check_session(
+    s: &McpState,
+    up: &Upstream,
+    claims: &AccessClaims,
+    headers: &HeaderMap,
+    id: Option<&RequestId>,
+) -> Result<(), Response> {
+    let Some(sid) = headers.get("mcp-session-id") else {
+        return Ok(());
+    };
+    let known = sid.to_str().ok().map(|sid| {
+        s.sessions
+            .check(sid, &claims.client_id, &up.name, unix_now())
+    });
+    match known {
+        Some(Ok(())) => Ok(()),
+        other => {
+            if matches!(other, Some(Err(session::SessionRefusal::NotYours))) {
+                tracing::warn!(agent = %claims.client_id, upstream = %up.name,
+                    "a session id of another agent or upstream was presented");
+            }
+            Err(rpc_error(
+                StatusCode::NOT_FOUND,
+                id,
+                codes::INVALID_REQUEST,
+                "unknown session: start a new one with `initialize`",
+                json!({"reason": "unknown_session"}),
+            ))
+        }
+    }
+}
+
+/// Step 4: the standard headers of 2026-07-28 must agree with the body.
+fn check_headers(headers: &HeaderMap, frame: &Frame) -> Result<(), Response> {
+    let (method, name) = match frame.message() {
+        Message::Request { method, action, .. } => {
+            let name = match action {
+                warden_mcp::Action::CallTool { name, .. }
+                | warden_mcp::Action::GetPrompt { name, .. } => Some(name.as_str()),
+                warden_mcp::Action::ReadResource { uri } => Some(uri.as_str()),
+                _ => None,
+            };
+            (Some(method.as_str()), name)
+        }
+        Message::Notification { method } => (Some(method.as_str()), None),
+        Message::Response { .. } => (None, None),
+    };
+    let stateless = header_str(headers, "mcp-protocol-version").is_some_and(|v| v >= "2026-07-28");
+    let refuse = |what: String| {
+        Err(rpc_error(
+            StatusCode::BAD_REQUEST,
+            frame.id(),
+            codes::INVALID_REQUEST,
+            &what,
+            json!({"reason": "header_mismatch"}),
+        ))
+    };
+    let sent_method = header_str(headers, "mcp-method");
+    match (sent_method, method) {
+        (Some(h), Some(m)) if h != m => {
+            return refuse(format!(
+                "Mcp-Method `{h}` does not match the body's method `{m}`"
+            ));
+        }
+        (None, Some(m)) if stateless => {
+            return refuse(format!(
+                "Mcp-Method is required from 2026-07-28 (body: `{m}`)"
+            ));
+        }
+        _ => {}
+    }
+    match (header_str(headers, "mcp-name"), name) {
+        (Some(h), Some(n)) if h != n => {
+            refuse(format!("Mcp-Name `{h}` does not match the body's `{n}`"))
+        }
+        (Some(h), None) => refuse(format!("Mcp-Name `{h}` given for a message without a name")),
+        (None, Some(n)) if stateless => refuse(format!(
+            "Mcp-Name is required from 2026-07-28 (body: `{n}`)"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The agent's stated reason: `_meta["warden/reason"]`, else the `Warden-Reason` header.
+fn stated_reason<'a>(frame: &'a Frame, headers: &'a HeaderMap) -> Option<&'a str> {
+    frame
+        .stated_reason()
+        .or_else(|| header_str(headers, REASON_HEADER))
+}
+
+/// `POST /mcp/{server}`: one JSON-RPC message from the agent.
+pub async fn post_message(
+    State(s): State<Arc<McpState>>,
+    Path(server): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (up, claims) = match admit(&s, &server, "POST", &headers) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let Ok(bytes) = to_bytes(body, s.max_body).await else {
+        return rpc_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+            codes::INVALID_REQUEST,
+            &format!("the message exceeds {} bytes", s.max_body),
+            json!({"reason": "frame_too_large"}),
+        );
+    };
+    let frame = match Frame::parse(&bytes, s.max_body) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::info!(agent = %claims.client_id, upstream = %up.name, "malformed MCP message: {e}");
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                None,
+                e.code(),
+                &e.to_string(),
+                json!({"reason": e.reason_id()}),
+            );
+        }
+    };
+    if let Err(r) = check_headers(&headers, &frame) {
+        return r;
+    }
+    if let Err(r) = check_session(&s, up, &claims, &headers, frame.id()) {
+        return r;
+    }
+    let reason = stated_reason(&frame, &headers).map(str::to_owned);
+    let caller = Caller {
+        claims: &claims,
+        upstream: &up.name,
+        reason: reason.as_deref(),
+        now: unix_now(),
+    };
+    let snapshot = s.authority.engine.snapshot();
+    let (decision, list, initialize) = match frame.message() {
+        Message::Notification { method } => (
+            warden_core::Decision::protocol_allow(format!("notification {method}")),
+            None,
+            false,
+        ),
+        Message::Response { .. } => (
+            warden_core::Decision::protocol_allow("answer to an upstream request"),
+            None,
+            false,
+        ),
+        Message::Request { method, action, .. } => match decide::mediation(action) {
+            Mediation::Decide {
+                kind,
+                name,
+                arguments,
+            } => match decide::decide(&snapshot, &caller, kind, name, arguments) {
+                Ok(d) => {
+                    log_decision(&caller, kind.as_str(), name, &d, None);
+                    (d, None, false)
+                }
+                Err(refusal) => {
+                    log_decision(
+                        &caller,
+                        kind.as_str(),
+                        name,
+                        &refusal.decision,
+                        Some(&refusal),
+                    );
+                    return refuse(&frame, &format!("{}/{name}", up.name), &refusal);
+                }
+            },
+            Mediation::List(kind) => (
+                warden_core::Decision::protocol_allow(format!("{method}: answer filtered")),
+                Some(kind),
+                false,
+            ),
+            Mediation::Protocol => (
+                warden_core::Decision::protocol_allow(format!("protocol method {method}")),
+                None,
+                method == "initialize",
+            ),
+            Mediation::NotMediated => {
+                return rpc_error(
+                    StatusCode::OK,
+                    frame.id(),
+                    codes::METHOD_NOT_FOUND,
+                    &format!("`{method}` is not mediated by Warden and is not forwarded"),
+                    json!({"reason": "not_mediated"}),
+                );
+            }
+        },
+    };
+    let Ok(permitted) = Permitted::new(frame, decision) else {
+        // Unreachable: every decision above is an allow. Fail closed anyway.
+        return rpc_error(
+            StatusCode::OK,
+            None,
+            codes::DENIED,
+            "denied",
+            json!({"reason": "policy_denied"}),
+        );
+    };
+    forward(
+        &s, up, &claims, &caller, &headers, permitted, list, initialize,
+    )
+    .await
+}
+
+fn refuse(frame: &Frame, resource: &str, r: &Refusal) -> Response {
+    rpc_error(
+        StatusCode::OK,
+        frame.id(),
+        r.code,
+        &r.message,
+        r.data(resource),
+    )
+}
+
+fn log_decision(
+    c: &Caller<'_>,
+    action: &str,
+    name: &str,
+    d: &warden_core::Decision,
+    refusal: Option<&Refusal>,
+) {
+    tracing::info!(
+        target: "warden::decision",
+        agent = %c.claims.client_id,
+        sub = %c.claims.sub,
+        task = c.claims.task().map_or("", |t| t.task_id.as_str()),
+        action,
+        resource = %format_args!("{}/{name}", c.upstream),
+        effect = d.effect.as_str(),
+        reason_id = refusal.map_or("allowed", |r| r.reason_id),
+        policies = ?d.determining,
+        stated_reason = c.reason.unwrap_or(""),
+        "decision"
+    );
+}
+
+/// Sends the permitted bytes upstream and relays the answer (filtered for list calls).
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    s: &McpState,
+    up: &Upstream,
+    claims: &AccessClaims,
+    caller: &Caller<'_>,
+    headers: &HeaderMap,
+    permitted: Permitted,
+    list: Option<warden_mcp::ListKind>,
+    initialize: bool,
+) -> Response {
+    let id = permitted.frame().id().cloned();
+    let answer = match up
+        .http
+        .send(
+            Method::POST,
+            headers,
+            Bytes::copy_from_slice(permitted.bytes()),
+        )
+        .await
+    {
+        Ok(a) => a,
+        Err(e) => return upstream_failed(up, id.as_ref(), &e),
+    };
+    let (parts, body) = answer.into_parts();
+    if initialize
+        && parts.status.is_success()
+        && let Some(sid) = parts
+            .headers
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+        && !s
+            .sessions
+            .open(sid, &claims.client_id, &up.name, unix_now())
+    {
+        return rpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            id.as_ref(),
+            codes::INVALID_REQUEST,
+            "too many open sessions; try again later",
+            json!({"reason": "sessions_full"}),
+        );
+    }
+    let mut out = Response::builder().status(parts.status);
+    if let Some(h) = out.headers_mut() {
+        for name in FORWARDED_RESPONSE_HEADERS {
+            if let Some(v) = parts.headers.get(name) {
+                h.insert(name, v.clone());
+            }
+        }
+    }
+    let body = match list {
+        None => Body::new(body),
+        Some(kind) => {
+            let Ok(raw) = to_bytes(Body::new(body), MAX_LIST_ANSWER).await else {
+                return upstream_failed(
+                    up,
+                    id.as_ref(),
+                    &UpstreamError::Body("list answer too large or cut off".into()),
+                );
+            };
+            let snapshot = s.authority.engine.snapshot();
+            let filter = |v: &mut Value| {
+                if v.get("id") == id.as_ref().map(RequestId::to_value).as_ref()
+                    && let Some(Value::Object(result)) = v.get_mut("result")
+                {
+                    decide::filter_list(&snapshot, caller, kind, result);
+                }
+            };
+            let sse = parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+            if sse {
+                Body::from(http::rewrite_sse(&String::from_utf8_lossy(&raw), filter))
+            } else {
+                match serde_json::from_slice::<Value>(&raw) {
+                    Ok(mut v) => {
+                        filter(&mut v);
+                        Body::from(v.to_string())
+                    }
+                    // Not JSON: nothing can be filtered, so nothing is shown.
+                    Err(_) => {
+                        return upstream_failed(
+                            up,
+                            id.as_ref(),
+                            &UpstreamError::Body("the list answer is not JSON".into()),
+                        );
+                    }
+                }
+            }
+        }
+    };
+    out.body(body)
+        .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+}
+
+fn upstream_failed(up: &Upstream, id: Option<&RequestId>, e: &UpstreamError) -> Response {
+    tracing::warn!(upstream = %up.name, "upstream call failed: {e}");
+    rpc_error(
+        StatusCode::BAD_GATEWAY,
+        id,
+        codes::UPSTREAM_FAILED,
+        &format!("upstream `{}`: {e}", up.name),
+        json!({"reason": "upstream_failed"}),
+    )
+}
+
+/// `GET /mcp/{server}`: the server-to-client SSE stream of a session.
+pub async fn open_stream(
+    State(s): State<Arc<McpState>>,
+    Path(server): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    relay_bodyless(&s, &server, Method::GET, &headers).await
+}
+
+/// `DELETE /mcp/{server}`: ends a session.
+pub async fn end_session(
+    State(s): State<Arc<McpState>>,
+    Path(server): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let r = relay_bodyless(&s, &server, Method::DELETE, &headers).await;
+    if r.status().is_success()
+        && let Some(sid) = header_str(&headers, "mcp-session-id")
+    {
+        s.sessions.close(sid);
+    }
+    r
+}
+
+async fn relay_bodyless(
+    s: &McpState,
+    server: &str,
+    method: Method,
+    headers: &HeaderMap,
+) -> Response {
+    let (up, claims) = match admit(s, server, method_name(&method), headers) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if headers.get("mcp-session-id").is_none() {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            codes::INVALID_REQUEST,
+            "Mcp-Session-Id is required",
+            json!({"reason": "session_required"}),
+        );
+    }
+    if let Err(r) = check_session(s, up, &claims, headers, None) {
+        return r;
+    }
+    match up.http.send(method, headers, Bytes::new()).await {
+        Ok(answer) => {
+            let (parts, body) = answer.into_parts();
+            let mut out = Response::builder().status(parts.status);
+            if let Some(h) = out.headers_mut() {
+                for name in FORWARDED_RESPONSE_HEADERS {
+                    if let Some(v) = parts.headers.get(name) {
+                        h.insert(name, v.clone());
+                    }
+                }
+            }
+            out.body(Body::new(body))
+                .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+        }
+        Err(e) => upstream_failed(up, None, &e),
+    }
+}
+
+fn method_name(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::DELETE => "DELETE",
+        _ => "POST",
+    }
+}
