@@ -21,6 +21,10 @@ pub enum BenchCommand {
     /// credentials with private_key_jwt and DPoP, PE intersection, signing) and report
     /// tokens/s and latency percentiles. Registers a throwaway agent through the admin API.
     Tokens(TokensArgs),
+    /// MCP `tools/call` straight to an upstream vs through a running Warden (token + DPoP,
+    /// policy, forwarding) at several concurrency levels: added latency and calls/s.
+    /// Registers a throwaway agent through the admin API.
+    Mcp(crate::bench_mcp::McpArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -74,6 +78,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     let args = match cmd {
         BenchCommand::Authzen(args) => args,
         BenchCommand::Tokens(args) => return tokens(&args),
+        BenchCommand::Mcp(args) => return crate::bench_mcp::mcp(&args),
     };
     let bodies: Vec<String> = match &args.requests {
         None => vec![DEFAULT_BODY.to_owned()],

@@ -3,6 +3,7 @@
 mod admin_cmd;
 mod agent_cmd;
 mod bench;
+mod bench_mcp;
 mod config_cmd;
 mod keys_cmd;
 mod policy_cmd;

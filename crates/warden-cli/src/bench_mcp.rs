@@ -1,0 +1,271 @@
+//! `warden bench mcp`: MCP `tools/call` direct to an upstream vs through Warden, on loopback.
+//!
+//! Registers a DPoP-bound bench agent through the admin API, gets a task token for one tool,
+//! then for each concurrency level drives the same `tools/call` (2026-07-28, stateless: no
+//! session set-up on the measured path) first straight at the upstream, then through Warden
+//! with the token and a DPoP proof per call. DPoP proofs are signed before the clock starts,
+//! so the figures show Warden's cost, not the client's signing. Reports p50/p99 latency and
+//! calls/s for both and the added latency.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde_json::json;
+use warden_client::{AdminClient, AgentClient, TaskRequest};
+
+#[derive(Debug, clap::Args)]
+pub struct McpArgs {
+    /// The running Warden.
+    #[arg(long, env = "WARDEN_SERVER", default_value = "http://127.0.0.1:8470")]
+    server: String,
+    /// Admin credential, to register the bench agent.
+    #[arg(long, env = "WARDEN_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: String,
+    /// The upstream's name in Warden's config.
+    #[arg(long, default_value = "crm")]
+    upstream: String,
+    /// The upstream's own URL, for the direct baseline.
+    #[arg(long)]
+    direct: String,
+    /// Extra header for the direct baseline (the upstream's credential), `Name: value`.
+    #[arg(long)]
+    direct_header: Option<String>,
+    /// The tool to call and its JSON arguments.
+    #[arg(long, default_value = "read_contact")]
+    tool: String,
+    #[arg(long, default_value = r#"{"id":"c-1"}"#)]
+    arguments: String,
+    /// Concurrency levels (clients, each a thread with a keep-alive connection).
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    clients: Vec<usize>,
+    /// Seconds per measurement (after a 1 s warm-up).
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+struct Run {
+    calls: usize,
+    errors: u64,
+    p50: u32,
+    p99: u32,
+    rate: f64,
+}
+
+fn http() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .max_idle_connections_per_host(256)
+        .build()
+        .into()
+}
+
+/// One measurement: `clients` threads posting `body` to `url` for `seconds`. `auth` gives
+/// the per-call authorization headers (pre-computed).
+fn measure(
+    url: &str,
+    body: &str,
+    headers: &[(String, String)],
+    clients: usize,
+    seconds: u64,
+    mut proofs: Vec<Vec<String>>,
+) -> anyhow::Result<Run> {
+    let warm_until = Instant::now() + Duration::from_secs(1);
+    let stop = warm_until + Duration::from_secs(seconds);
+    let handles: Vec<_> = (0..clients)
+        .map(|i| {
+            let (url, body, headers) = (url.to_owned(), body.to_owned(), headers.to_vec());
+            let mut proofs = proofs.get_mut(i).map(std::mem::take).unwrap_or_default();
+            std::thread::spawn(move || {
+                let agent = http();
+                let mut samples = Vec::new();
+                let mut errors = 0u64;
+                loop {
+                    let start = Instant::now();
+                    if start >= stop {
+                        break;
+                    }
+                    let mut req = agent
+                        .post(&url)
+                        .header("Content-Type", "application/json")
+                        .header("Accept", "application/json, text/event-stream")
+                        .header("MCP-Protocol-Version", "2026-07-28")
+                        .header("Mcp-Method", "tools/call");
+                    for (k, v) in &headers {
+                        req = req.header(k, v);
+                    }
+                    if let Some(p) = proofs.pop() {
+                        req = req.header("DPoP", p);
+                    }
+                    let ok = match req.send(body.as_bytes()) {
+                        Ok(mut r) => {
+                            let status = r.status().as_u16();
+                            let text = r.body_mut().read_to_string().unwrap_or_default();
+                            status == 200 && text.contains("\"result\"")
+                        }
+                        Err(_) => false,
+                    };
+                    if start >= warm_until {
+                        if ok {
+                            samples.push(
+                                u32::try_from(start.elapsed().as_micros()).unwrap_or(u32::MAX),
+                            );
+                        } else {
+                            errors += 1;
+                        }
+                    }
+                }
+                (samples, errors)
+            })
+        })
+        .collect();
+    let mut samples = Vec::new();
+    let mut errors = 0;
+    for h in handles {
+        let (s, e) = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("a client thread panicked"))?;
+        samples.extend(s);
+        errors += e;
+    }
+    samples.sort_unstable();
+    let at = |q: f64| {
+        let i = ((samples.len().saturating_sub(1)) as f64 * q).round() as usize;
+        samples.get(i).copied().unwrap_or_default()
+    };
+    Ok(Run {
+        calls: samples.len(),
+        errors,
+        p50: at(0.5),
+        p99: at(0.99),
+        rate: samples.len() as f64 / seconds as f64,
+    })
+}
+
+pub fn mcp(args: &McpArgs) -> anyhow::Result<std::process::ExitCode> {
+    let server = args.server.trim_end_matches('/');
+    let key = warden_identity::KeyPair::generate();
+    let id = format!(
+        "bench-{}",
+        key.public_jwk()
+            .kid
+            .get(..8)
+            .unwrap_or("x")
+            .to_ascii_lowercase()
+    );
+    AdminClient::new(server, &args.admin_token)
+        .create_agent(
+            &id,
+            "MCP gateway benchmark",
+            &["bench@localhost".to_owned()],
+            "warden bench mcp",
+            warden_core::AutonomyLevel::Junior,
+            true,
+            &key.public_jwk(),
+        )
+        .map_err(|e| anyhow::anyhow!("cannot register the bench agent: {e}"))?;
+    let url = format!("{server}/mcp/{}", args.upstream);
+    let client = AgentClient::new(server, &id, key);
+    let task = TaskRequest::new("bench", "MCP gateway benchmark")
+        .call_tool(&format!("{}/{}", args.upstream, args.tool));
+    let token = client
+        .token(&url, &task)
+        .map_err(|e| anyhow::anyhow!("cannot get a task token: {e}"))?
+        .access_token;
+    let arguments: serde_json::Value =
+        serde_json::from_str(&args.arguments).context("--arguments is not JSON")?;
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": args.tool, "arguments": arguments,
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                  "io.modelcontextprotocol/clientCapabilities": {}}}})
+    .to_string();
+    let mut direct_headers = vec![("Mcp-Name".to_owned(), args.tool.clone())];
+    if let Some(h) = &args.direct_header {
+        let (k, v) = h
+            .split_once(':')
+            .context("--direct-header is `Name: value`")?;
+        direct_headers.push((k.trim().to_owned(), v.trim().to_owned()));
+    }
+    let warden_headers = vec![
+        ("Mcp-Name".to_owned(), args.tool.clone()),
+        ("Authorization".to_owned(), format!("DPoP {token}")),
+    ];
+    let mut rows = Vec::new();
+    for &clients in &args.clients {
+        let clients = clients.max(1);
+        let direct = measure(
+            &args.direct,
+            &body,
+            &direct_headers,
+            clients,
+            args.seconds,
+            vec![],
+        )?;
+        // Enough single-use proofs for the warm-up and the run at the direct rate x 1.5.
+        let per_client =
+            ((direct.rate * (args.seconds + 1) as f64 * 1.5) as usize / clients).max(1000);
+        let proofs: Vec<Vec<String>> = (0..clients)
+            .map(|_| {
+                (0..per_client)
+                    .filter_map(|_| client.proof("POST", &url, Some(&token)))
+                    .collect()
+            })
+            .collect();
+        let through = measure(&url, &body, &warden_headers, clients, args.seconds, proofs)?;
+        rows.push((clients, direct, through));
+    }
+    if args.json {
+        let out: Vec<_> = rows
+            .iter()
+            .map(|(c, d, w)| {
+                json!({"clients": c,
+                   "direct": {"calls_per_s": d.rate.round(), "p50_us": d.p50, "p99_us": d.p99, "calls": d.calls, "errors": d.errors},
+                   "warden": {"calls_per_s": w.rate.round(), "p50_us": w.p50, "p99_us": w.p99, "calls": w.calls, "errors": w.errors},
+                   "added_p50_us": i64::from(w.p50) - i64::from(d.p50),
+                   "added_p99_us": i64::from(w.p99) - i64::from(d.p99)})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        let mut t = comfy_table::Table::new();
+        t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY)
+            .set_header([
+                "clients",
+                "direct calls/s",
+                "direct p50/p99 µs",
+                "Warden calls/s",
+                "Warden p50/p99 µs",
+                "added p50/p99 µs",
+                "errors",
+            ]);
+        for (c, d, w) in &rows {
+            t.add_row([
+                c.to_string(),
+                format!("{:.0}", d.rate),
+                format!("{} / {}", d.p50, d.p99),
+                format!("{:.0}", w.rate),
+                format!("{} / {}", w.p50, w.p99),
+                format!(
+                    "{} / {}",
+                    i64::from(w.p50) - i64::from(d.p50),
+                    i64::from(w.p99) - i64::from(d.p99)
+                ),
+                format!("{}", d.errors + w.errors),
+            ]);
+        }
+        println!(
+            "tools/call {}/{} direct vs through Warden ({} s each):",
+            args.upstream, args.tool, args.seconds
+        );
+        println!("{t}");
+    }
+    let errors: u64 = rows.iter().map(|(_, d, w)| d.errors + w.errors).sum();
+    Ok(if errors == 0 {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
+}
