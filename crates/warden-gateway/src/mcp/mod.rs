@@ -23,6 +23,8 @@
 pub mod decide;
 pub mod http;
 pub mod session;
+pub mod stdio;
+mod stdio_front;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -68,7 +70,16 @@ pub struct McpState {
 pub struct Upstream {
     pub name: String,
     pub resource: String,
-    pub http: HttpUpstream,
+    pub link: UpstreamLink,
+}
+
+/// How Warden reaches an upstream.
+#[derive(Debug)]
+pub enum UpstreamLink {
+    /// Streamable HTTP: sessions and bytes pass through.
+    Http(Box<HttpUpstream>),
+    /// A supervised child process Warden initialized itself; Warden answers `initialize`.
+    Stdio(Arc<stdio::StdioUpstream>),
 }
 
 impl McpState {
@@ -77,6 +88,7 @@ impl McpState {
     pub fn new(config: &Config, authority: Arc<Authority>) -> anyhow::Result<Self> {
         let mut upstreams = HashMap::new();
         for (name, u) in &config.upstreams {
+            let mut child_env = u.env.clone();
             let credential = match &u.credential {
                 None => None,
                 Some(c) => {
@@ -85,6 +97,9 @@ impl McpState {
                         .resolve()
                         .map_err(|e| anyhow::anyhow!("upstreams.{name}.credential: {e}"))?;
                     let value = format!("{}{}", c.prefix, secret.expose());
+                    if let Some(var) = &c.env {
+                        child_env.insert(var.clone(), value.clone());
+                    }
                     match &c.header {
                         Some(h) => Some((
                             HeaderName::from_bytes(h.as_bytes())
@@ -103,15 +118,22 @@ impl McpState {
                     }
                 }
             };
-            let http = match u.transport() {
-                Some(Transport::Http { url }) => {
-                    HttpUpstream::new(url, credential, Duration::from_secs(u.timeout_secs))
-                        .map_err(|e| anyhow::anyhow!("upstreams.{name}: {e}"))?
+            let timeout = Duration::from_secs(u.timeout_secs);
+            let link = match u.transport() {
+                Some(Transport::Http { url }) => UpstreamLink::Http(Box::new(
+                    HttpUpstream::new(url, credential, timeout)
+                        .map_err(|e| anyhow::anyhow!("upstreams.{name}: {e}"))?,
+                )),
+                Some(Transport::Stdio { command }) => {
+                    UpstreamLink::Stdio(stdio::StdioUpstream::start(stdio::Launch {
+                        name: name.clone(),
+                        command: command.to_owned(),
+                        args: u.args.clone(),
+                        env: child_env,
+                        cwd: u.cwd.clone(),
+                        timeout,
+                    }))
                 }
-                Some(Transport::Stdio { .. }) => anyhow::bail!(
-                    "upstreams.{name}: stdio upstreams (`command`) are not served yet; use \
-                     `url` (see docs/mcp.md)"
-                ),
                 None => anyhow::bail!("upstreams.{name}: set `url` or `command`"),
             };
             upstreams.insert(
@@ -119,7 +141,7 @@ impl McpState {
                 Upstream {
                     name: name.clone(),
                     resource: format!("{}/mcp/{name}", authority.issuer),
-                    http,
+                    link,
                 },
             );
         }
@@ -164,7 +186,7 @@ pub fn router(state: Arc<McpState>) -> Router {
 }
 
 /// A JSON-RPC error answer.
-fn rpc_error(
+pub(crate) fn rpc_error(
     status: StatusCode,
     id: Option<&RequestId>,
     code: i64,
@@ -174,7 +196,7 @@ fn rpc_error(
     (status, axum::Json(error_response(id, code, message, data))).into_response()
 }
 
-fn header_str<'h>(h: &'h HeaderMap, name: &str) -> Option<&'h str> {
+pub(crate) fn header_str<'h>(h: &'h HeaderMap, name: &str) -> Option<&'h str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -446,10 +468,17 @@ pub async fn post_message(
             json!({"reason": "policy_denied"}),
         );
     };
-    forward(
-        &s, up, &claims, &caller, &headers, permitted, list, initialize,
-    )
-    .await
+    match &up.link {
+        UpstreamLink::Http(http) => {
+            forward(
+                &s, up, http, &claims, &caller, &headers, permitted, list, initialize,
+            )
+            .await
+        }
+        UpstreamLink::Stdio(child) => {
+            stdio_front::forward(&s, up, child, &claims, &caller, &headers, permitted, list).await
+        }
+    }
 }
 
 fn refuse(frame: &Frame, resource: &str, r: &Refusal) -> Response {
@@ -489,6 +518,7 @@ fn log_decision(
 async fn forward(
     s: &McpState,
     up: &Upstream,
+    http: &HttpUpstream,
     claims: &AccessClaims,
     caller: &Caller<'_>,
     headers: &HeaderMap,
@@ -497,8 +527,7 @@ async fn forward(
     initialize: bool,
 ) -> Response {
     let id = permitted.frame().id().cloned();
-    let answer = match up
-        .http
+    let answer = match http
         .send(
             Method::POST,
             headers,
@@ -582,7 +611,11 @@ async fn forward(
         .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
 }
 
-fn upstream_failed(up: &Upstream, id: Option<&RequestId>, e: &UpstreamError) -> Response {
+pub(crate) fn upstream_failed(
+    up: &Upstream,
+    id: Option<&RequestId>,
+    e: &UpstreamError,
+) -> Response {
     tracing::warn!(upstream = %up.name, "upstream call failed: {e}");
     rpc_error(
         StatusCode::BAD_GATEWAY,
@@ -639,7 +672,20 @@ async fn relay_bodyless(
     if let Err(r) = check_session(s, up, &claims, headers, None) {
         return r;
     }
-    match up.http.send(method, headers, Bytes::new()).await {
+    let http = match &up.link {
+        UpstreamLink::Http(h) => h,
+        UpstreamLink::Stdio(_) => {
+            // Warden holds stdio sessions itself: no stream to open; deleting forgets it.
+            if method == Method::DELETE
+                && let Some(sid) = header_str(headers, "mcp-session-id")
+            {
+                s.sessions.close(sid);
+                return StatusCode::NO_CONTENT.into_response();
+            }
+            return StatusCode::METHOD_NOT_ALLOWED.into_response();
+        }
+    };
+    match http.send(method, headers, Bytes::new()).await {
         Ok(answer) => {
             let (parts, body) = answer.into_parts();
             let mut out = Response::builder().status(parts.status);
