@@ -229,10 +229,7 @@ fn report(
         bail!("no request completed");
     }
     samples.sort_unstable();
-    let at = |q: f64| {
-        let i = ((samples.len() - 1) as f64 * q).round() as usize;
-        samples.get(i).copied().unwrap_or_default()
-    };
+    let at = |q: f64| quantile(&samples, q);
     let rate = samples.len() as f64 / args.seconds as f64;
     let result = serde_json::json!({
         "connections": args.connections,
@@ -293,11 +290,40 @@ fn tokens(args: &TokensArgs) -> anyhow::Result<ExitCode> {
     client
         .token(&resource, &task)
         .map_err(|e| anyhow::anyhow!("the first token request failed: {e}"))?;
+    let (samples, errors) = closed_loop(
+        (0..args.connections.max(1))
+            .map(|_| {
+                let (client, task, resource) = (client.clone(), task.clone(), resource.clone());
+                move || client.token(&resource, &task).is_ok()
+            })
+            .collect(),
+        args.seconds,
+    )?;
+    let view = AuthzenArgs {
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        connections: args.connections,
+        seconds: args.seconds,
+        requests: None,
+        json: args.json,
+    };
+    if !args.json {
+        println!("token issuance (client credentials + private_key_jwt + DPoP), agent {id}:");
+    }
+    report(&view, "tokens", samples, errors)
+}
+
+/// Runs each `call` on its own thread in a closed loop: 1 s of warm-up, then `seconds` of
+/// measurement. Returns the latencies (µs) of the calls that returned true, and how many
+/// returned false, during the measurement.
+pub(crate) fn closed_loop<F>(calls: Vec<F>, seconds: u64) -> anyhow::Result<(Vec<u32>, u64)>
+where
+    F: FnMut() -> bool + Send + 'static,
+{
     let warm_until = Instant::now() + Duration::from_secs(1);
-    let stop = warm_until + Duration::from_secs(args.seconds);
-    let handles: Vec<_> = (0..args.connections.max(1))
-        .map(|_| {
-            let (client, task, resource) = (client.clone(), task.clone(), resource.clone());
+    let stop = warm_until + Duration::from_secs(seconds);
+    let handles: Vec<_> = calls
+        .into_iter()
+        .map(|mut call| {
             std::thread::spawn(move || {
                 let mut samples = Vec::new();
                 let mut errors = 0u64;
@@ -306,7 +332,7 @@ fn tokens(args: &TokensArgs) -> anyhow::Result<ExitCode> {
                     if start >= stop {
                         break;
                     }
-                    let ok = client.token(&resource, &task).is_ok();
+                    let ok = call();
                     if start >= warm_until {
                         if ok {
                             samples.push(
@@ -330,15 +356,12 @@ fn tokens(args: &TokensArgs) -> anyhow::Result<ExitCode> {
         samples.extend(s);
         errors += e;
     }
-    let view = AuthzenArgs {
-        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        connections: args.connections,
-        seconds: args.seconds,
-        requests: None,
-        json: args.json,
-    };
-    if !args.json {
-        println!("token issuance (client credentials + private_key_jwt + DPoP), agent {id}:");
-    }
-    report(&view, "tokens", samples, errors)
+    samples.sort_unstable();
+    Ok((samples, errors))
+}
+
+/// The `q` quantile of sorted samples (0 when empty).
+pub(crate) fn quantile(sorted: &[u32], q: f64) -> u32 {
+    let i = (sorted.len().saturating_sub(1) as f64 * q).round() as usize;
+    sorted.get(i).copied().unwrap_or_default()
 }

@@ -7,11 +7,13 @@
 //! so the figures show Warden's cost, not the client's signing. Reports p50/p99 latency and
 //! calls/s for both and the added latency.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::json;
 use warden_client::{AdminClient, AgentClient, TaskRequest};
+
+use crate::bench::{closed_loop, quantile};
 
 #[derive(Debug, clap::Args)]
 pub struct McpArgs {
@@ -73,74 +75,41 @@ fn measure(
     seconds: u64,
     mut proofs: Vec<Vec<String>>,
 ) -> anyhow::Result<Run> {
-    let warm_until = Instant::now() + Duration::from_secs(1);
-    let stop = warm_until + Duration::from_secs(seconds);
-    let handles: Vec<_> = (0..clients)
+    let calls = (0..clients)
         .map(|i| {
             let (url, body, headers) = (url.to_owned(), body.to_owned(), headers.to_vec());
             let mut proofs = proofs.get_mut(i).map(std::mem::take).unwrap_or_default();
-            std::thread::spawn(move || {
-                let agent = http();
-                let mut samples = Vec::new();
-                let mut errors = 0u64;
-                loop {
-                    let start = Instant::now();
-                    if start >= stop {
-                        break;
-                    }
-                    let mut req = agent
-                        .post(&url)
-                        .header("Content-Type", "application/json")
-                        .header("Accept", "application/json, text/event-stream")
-                        .header("MCP-Protocol-Version", "2026-07-28")
-                        .header("Mcp-Method", "tools/call");
-                    for (k, v) in &headers {
-                        req = req.header(k, v);
-                    }
-                    if let Some(p) = proofs.pop() {
-                        req = req.header("DPoP", p);
-                    }
-                    let ok = match req.send(body.as_bytes()) {
-                        Ok(mut r) => {
-                            let status = r.status().as_u16();
-                            let text = r.body_mut().read_to_string().unwrap_or_default();
-                            status == 200 && text.contains("\"result\"")
-                        }
-                        Err(_) => false,
-                    };
-                    if start >= warm_until {
-                        if ok {
-                            samples.push(
-                                u32::try_from(start.elapsed().as_micros()).unwrap_or(u32::MAX),
-                            );
-                        } else {
-                            errors += 1;
-                        }
-                    }
+            let agent = http();
+            move || {
+                let mut req = agent
+                    .post(&url)
+                    .header("Content-Type", "application/json")
+                    .header("Accept", "application/json, text/event-stream")
+                    .header("MCP-Protocol-Version", "2026-07-28")
+                    .header("Mcp-Method", "tools/call");
+                for (k, v) in &headers {
+                    req = req.header(k, v);
                 }
-                (samples, errors)
-            })
+                if let Some(p) = proofs.pop() {
+                    req = req.header("DPoP", p);
+                }
+                match req.send(body.as_bytes()) {
+                    Ok(mut r) => {
+                        let status = r.status().as_u16();
+                        let text = r.body_mut().read_to_string().unwrap_or_default();
+                        status == 200 && text.contains("\"result\"")
+                    }
+                    Err(_) => false,
+                }
+            }
         })
         .collect();
-    let mut samples = Vec::new();
-    let mut errors = 0;
-    for h in handles {
-        let (s, e) = h
-            .join()
-            .map_err(|_| anyhow::anyhow!("a client thread panicked"))?;
-        samples.extend(s);
-        errors += e;
-    }
-    samples.sort_unstable();
-    let at = |q: f64| {
-        let i = ((samples.len().saturating_sub(1)) as f64 * q).round() as usize;
-        samples.get(i).copied().unwrap_or_default()
-    };
+    let (samples, errors) = closed_loop(calls, seconds)?;
     Ok(Run {
         calls: samples.len(),
         errors,
-        p50: at(0.5),
-        p99: at(0.99),
+        p50: quantile(&samples, 0.5),
+        p99: quantile(&samples, 0.99),
         rate: samples.len() as f64 / seconds as f64,
     })
 }

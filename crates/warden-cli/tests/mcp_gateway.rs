@@ -14,8 +14,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use warden_client::mcp::McpSession;
-use warden_client::{AdminClient, AgentClient, TaskRequest};
-use warden_core::AutonomyLevel;
+use warden_client::{AgentClient, TaskRequest};
 use warden_identity::KeyPair;
 use warden_testkit::{DemoOptions, DemoServer, Stats};
 
@@ -105,30 +104,10 @@ impl Env {
                 .env("WARDEN_DATA_DIR", dir.path().join("data"))
                 .env("DEMO_UPSTREAM_TOKEN", UPSTREAM_SECRET),
         );
-        let secret = warden
-            .stdout
-            .lines()
-            .map(str::trim)
-            .find(|l| l.starts_with("wdn_admin_"))
-            .unwrap()
-            .to_owned();
-        let admin = AdminClient::new(&warden.url, &secret);
-        let mut keys = HashMap::new();
-        for (id, dpop) in [("assistant", true), ("other", true), ("plain", false)] {
-            let k = KeyPair::generate();
-            admin
-                .create_agent(
-                    id,
-                    id,
-                    &["alice@example.com".to_owned()],
-                    "mcp tests",
-                    AutonomyLevel::Junior,
-                    dpop,
-                    &k.public_jwk(),
-                )
-                .unwrap();
-            keys.insert(id.to_owned(), k);
-        }
+        let keys = [("assistant", true), ("other", true), ("plain", false)]
+            .into_iter()
+            .map(|(id, dpop)| (id.to_owned(), warden.register_agent(id, dpop)))
+            .collect();
         Self {
             warden,
             demo,
@@ -226,31 +205,23 @@ fn arguments_decide_transfers_allow_approval_or_deny() {
         .session("assistant", "finance", &["transfer_funds"], "2025-11-25")
         .with_reason("paying invoice 42");
     s.initialize().unwrap();
-    let ok = s
-        .call_tool(
+    let mut transfer = |amount: Value| {
+        s.call_tool(
             "transfer_funds",
-            json!({"amount": 200, "to": "DE89370400440532013000"}),
+            json!({"amount": amount, "to": "DE89370400440532013000"}),
         )
-        .unwrap();
+        .unwrap()
+    };
+    let ok = transfer(json!(200));
     assert!(text_of(&ok).contains("transferred 200.00"), "{ok}");
     let before = env.stats().requests("finance");
-    let approval = s
-        .call_tool(
-            "transfer_funds",
-            json!({"amount": 5000, "to": "DE89370400440532013000"}),
-        )
-        .unwrap();
+    let approval = transfer(json!(5000));
     assert_eq!(error_of(&approval), (-32002, "approval_required".into()));
     assert_eq!(
         approval["error"]["data"]["policies"],
         json!(["assistant-large-transfers"])
     );
-    let denied = s
-        .call_tool(
-            "transfer_funds",
-            json!({"amount": 50000, "to": "DE89370400440532013000"}),
-        )
-        .unwrap();
+    let denied = transfer(json!(50000));
     assert_eq!(error_of(&denied), (-32001, "policy_denied".into()));
     assert_eq!(denied["error"]["data"]["policies"], json!(["transfer-cap"]));
     assert!(
@@ -260,9 +231,7 @@ fn arguments_decide_transfers_allow_approval_or_deny() {
             .contains("no agent transfers more than 10000")
     );
     // A value Cedar cannot take (a float with 5 decimals) is an error, hence a deny.
-    let odd = s
-        .call_tool("transfer_funds", json!({"amount": 1.00001, "to": "x"}))
-        .unwrap();
+    let odd = transfer(json!(1.00001));
     assert_eq!(error_of(&odd).0, -32001);
     assert_eq!(env.stats().requests("finance"), before, "nothing forwarded");
     // The stated reason travels with the decision.
@@ -317,21 +286,12 @@ fn no_token_means_401_with_the_resource_metadata() {
     let crm = McpSession::new(
         env.agent("assistant"),
         &env.url("crm"),
-        &token_of(&s),
+        s.token(),
         "2025-11-25",
     );
     let a = crm.post_raw(body.as_bytes(), &[]).unwrap();
     assert_eq!(a.status, 401);
     assert_eq!(env.stats().requests("crm"), 0);
-}
-
-fn token_of(s: &McpSession) -> String {
-    format!("{s:?}")
-        .split("token: \"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap()
-        .to_owned()
 }
 
 #[test]
@@ -428,15 +388,8 @@ fn bearer_agents_work_and_suspension_applies_to_the_next_call() {
     let mut s = env.session("assistant", "crm", &["read_contact"], "2025-11-25");
     s.initialize().unwrap();
     s.call_tool("read_contact", json!({"id": "c-2"})).unwrap();
-    let secret = env
-        .warden
-        .stdout
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("wdn_admin_"))
-        .unwrap()
-        .to_owned();
-    AdminClient::new(&env.warden.url, &secret)
+    env.warden
+        .admin()
         .set_state("assistant", "suspend", "test")
         .unwrap();
     let a = s

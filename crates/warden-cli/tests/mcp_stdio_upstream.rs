@@ -15,9 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use warden_client::mcp::McpSession;
-use warden_client::{AdminClient, AgentClient, TaskRequest};
-use warden_core::AutonomyLevel;
-use warden_identity::KeyPair;
+use warden_client::{AgentClient, TaskRequest};
 
 use crate::common::{Warden, repo_root, warden};
 
@@ -98,25 +96,7 @@ forbid (principal, action == Warden::Action::"call_tool", resource == Warden::To
             .env("WARDEN_DATA_DIR", root.join("data"))
             .env("FS_SECRET", "fs-secret-456"),
     );
-    let secret = w
-        .stdout
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("wdn_admin_"))
-        .unwrap()
-        .to_owned();
-    let key = KeyPair::generate();
-    AdminClient::new(&w.url, &secret)
-        .create_agent(
-            "reader",
-            "reader",
-            &["alice@example.com".to_owned()],
-            "reads files",
-            AutonomyLevel::Junior,
-            true,
-            &key.public_jwk(),
-        )
-        .unwrap();
+    let key = w.register_agent("reader", true);
     let client = AgentClient::new(&w.url, "reader", key);
     let url = format!("{}/mcp/fs", w.url);
     // Writing is refused at the token endpoint already: the policy forbids it outright.

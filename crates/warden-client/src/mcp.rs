@@ -82,6 +82,11 @@ impl McpSession {
         self
     }
 
+    /// The task token this session presents.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     pub fn session_id(&self) -> Option<&str> {
         self.session.as_deref()
     }

@@ -102,6 +102,38 @@ impl Warden {
         }
     }
 
+    /// The bootstrap admin secret `warden serve` prints once at first start.
+    pub fn admin_secret(&self) -> String {
+        self.stdout
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("wdn_admin_"))
+            .expect("the bootstrap secret is shown at first start")
+            .to_owned()
+    }
+
+    /// An admin API client with the bootstrap secret.
+    pub fn admin(&self) -> warden_client::AdminClient {
+        warden_client::AdminClient::new(&self.url, &self.admin_secret())
+    }
+
+    /// Registers agent `id` (junior, sponsored by alice) with a fresh key; returns the key.
+    pub fn register_agent(&self, id: &str, dpop: bool) -> warden_identity::KeyPair {
+        let k = warden_identity::KeyPair::generate();
+        self.admin()
+            .create_agent(
+                id,
+                id,
+                &["alice@example.com".to_owned()],
+                "test",
+                warden_core::AutonomyLevel::Junior,
+                dpop,
+                &k.public_jwk(),
+            )
+            .unwrap();
+        k
+    }
+
     /// POSTs JSON text; returns status, headers and body.
     pub fn post(
         &self,

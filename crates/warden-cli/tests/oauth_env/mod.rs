@@ -12,7 +12,6 @@ use std::path::Path;
 
 use serde_json::Value;
 use warden_client::{AdminClient, AgentClient, ClientError, TaskRequest, TestIdp};
-use warden_core::AutonomyLevel;
 use warden_identity::token::AccessClaims;
 use warden_identity::{KeyPair, jws};
 
@@ -98,14 +97,7 @@ url = "http://127.0.0.1:9/mail/mcp"
             &["--config", dir.path().join("warden.toml").to_str().unwrap()],
             &dir.path().join("data"),
         );
-        let secret = warden
-            .stdout
-            .lines()
-            .map(str::trim)
-            .find(|l| l.starts_with("wdn_admin_"))
-            .expect("the bootstrap secret is shown at first start")
-            .to_owned();
-        let admin = AdminClient::new(&warden.url, &secret);
+        let admin = warden.admin();
         let mut env = Self {
             warden,
             admin,
@@ -126,18 +118,7 @@ url = "http://127.0.0.1:9/mail/mcp"
     }
 
     pub fn register(&mut self, id: &str, dpop: bool) {
-        let k = KeyPair::generate();
-        self.admin
-            .create_agent(
-                id,
-                id,
-                &["alice@example.com".to_owned()],
-                "test",
-                AutonomyLevel::Junior,
-                dpop,
-                &k.public_jwk(),
-            )
-            .unwrap();
+        let k = self.warden.register_agent(id, dpop);
         self.keys.insert(id.to_owned(), k);
     }
 
@@ -210,13 +191,7 @@ pub fn urlenc(s: &str) -> String {
 
 impl Env {
     pub fn admin_secret(&self) -> String {
-        self.warden
-            .stdout
-            .lines()
-            .map(str::trim)
-            .find(|l| l.starts_with("wdn_admin_"))
-            .unwrap()
-            .to_owned()
+        self.warden.admin_secret()
     }
 }
 

@@ -58,14 +58,16 @@ pub async fn forward(
         );
     };
     let stateless = header_str(headers, "mcp-protocol-version").is_some_and(|v| v >= "2026-07-28");
-    let mut params: Map<String, Value> = serde_json::from_slice::<Value>(permitted.bytes())
-        .ok()
-        .and_then(|mut v| v.get_mut("params").map(Value::take))
-        .and_then(|p| match p {
-            Value::Object(o) => Some(o),
-            _ => None,
-        })
-        .unwrap_or_default();
+    // The params exactly as decided. The frame parsed them already, so a failure here is a
+    // bug; it refuses rather than forward anything else.
+    let mut params: Map<String, Value> = match serde_json::from_slice::<Value>(permitted.bytes()) {
+        Ok(mut v) => match v.get_mut("params").map(Value::take) {
+            None => Map::new(),
+            Some(Value::Object(o)) => o,
+            Some(_) => return refuse_unparsable(id.as_ref()),
+        },
+        Err(_) => return refuse_unparsable(id.as_ref()),
+    };
     match method {
         "initialize" => {
             let asked = params.get("protocolVersion").and_then(Value::as_str);
@@ -141,4 +143,14 @@ pub async fn forward(
             axum::Json(answer).into_response()
         }
     }
+}
+
+fn refuse_unparsable(id: Option<&RequestId>) -> Response {
+    rpc_error(
+        StatusCode::OK,
+        id,
+        codes::DENIED,
+        "the decided message could not be re-read; nothing was forwarded",
+        json!({"reason": "decision_error"}),
+    )
 }
