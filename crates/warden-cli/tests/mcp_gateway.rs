@@ -45,6 +45,10 @@ permit (principal == Warden::Agent::"assistant", action == Warden::Action::"call
 when { context.arguments has amount && context.arguments.amount > 1000 &&
        context.arguments.amount <= 10000 };
 
+@id("assistant-handbook")
+permit (principal == Warden::Agent::"assistant", action == Warden::Action::"read_resource",
+        resource == Warden::McpResource::"docs/docs://handbook.md");
+
 @id("transfer-cap")
 @reason("no agent transfers more than 10000")
 forbid (principal, action == Warden::Action::"call_tool", resource == Warden::Tool::"finance/transfer_funds")
@@ -399,4 +403,127 @@ fn bearer_agents_work_and_suspension_applies_to_the_next_call() {
         )
         .unwrap();
     assert_eq!(a.status, 401, "{}", a.body);
+}
+
+#[test]
+fn the_aggregate_endpoint_namespaces_filters_routes_and_decides_per_upstream() {
+    let env = Env::start();
+    let client = env.agent("assistant");
+    let aggregate = format!("{}/mcp", env.warden.url);
+    let task = TaskRequest::new("t-agg", "one endpoint for everything")
+        .call_tool("crm/read_contact")
+        .call_tool("finance/transfer_funds")
+        .action(
+            warden_core::ActionKind::ReadResource,
+            "docs/docs://handbook.md",
+        );
+    let token = client.token(&aggregate, &task).unwrap();
+    for protocol in ["2025-11-25", "2026-07-28"] {
+        let mut s = McpSession::new(
+            env.agent("assistant"),
+            &aggregate,
+            &token.access_token,
+            protocol,
+        );
+        let init = s.initialize().unwrap();
+        assert!(init.get("result").is_some(), "{protocol}: {init}");
+        // Only the granted upstreams are asked, and only what the task may use is shown.
+        let email_before = env.stats().requests("email");
+        assert_eq!(
+            s.tool_names().unwrap(),
+            ["crm.read_contact", "finance.transfer_funds"],
+            "{protocol}"
+        );
+        assert_eq!(
+            env.stats().requests("email"),
+            email_before,
+            "email not asked"
+        );
+        let r = s
+            .call_tool("crm.read_contact", json!({"id": "c-1"}))
+            .unwrap();
+        assert!(text_of(&r).contains("Ada Lovelace"), "{protocol}: {r}");
+        let ok = s
+            .call_tool("finance.transfer_funds", json!({"amount": 10, "to": "x"}))
+            .unwrap();
+        assert!(text_of(&ok).contains("transferred 10.00"), "{ok}");
+        let finance_before = env.stats().requests("finance");
+        let capped = s
+            .call_tool(
+                "finance.transfer_funds",
+                json!({"amount": 50000, "to": "x"}),
+            )
+            .unwrap();
+        assert_eq!(
+            error_of(&capped),
+            (-32001, "policy_denied".into()),
+            "{capped}"
+        );
+        assert_eq!(
+            capped["error"]["data"]["resource"],
+            "finance/transfer_funds"
+        );
+        let outside = s
+            .call_tool("crm.delete_record", json!({"id": "c-1"}))
+            .unwrap();
+        assert_eq!(error_of(&outside), (-32003, "not_in_task".into()));
+        let unknown = s.call_tool("nowhere.tool", json!({})).unwrap();
+        assert_eq!(error_of(&unknown), (-32602, "unknown_name".into()));
+        let bare = s.call_tool("read_contact", json!({})).unwrap();
+        assert_eq!(error_of(&bare), (-32602, "unknown_name".into()));
+        assert_eq!(
+            env.stats().requests("finance"),
+            finance_before,
+            "nothing forwarded"
+        );
+
+        // Resources keep their URIs: listed (filtered), then routed to the upstream.
+        let listed = s.request("resources/list", json!({})).unwrap();
+        let uris: Vec<&str> = listed["result"]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["uri"].as_str().unwrap())
+            .collect();
+        assert_eq!(uris, ["docs://handbook.md"], "{listed}");
+        let read = s
+            .request("resources/read", json!({"uri": "docs://handbook.md"}))
+            .unwrap();
+        assert!(
+            read["result"]["contents"][0]["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("Employee handbook")),
+            "{read}"
+        );
+        let poisoned = s
+            .request("resources/read", json!({"uri": "docs://q3-report.md"}))
+            .unwrap();
+        assert_eq!(
+            error_of(&poisoned),
+            (-32003, "not_in_task".into()),
+            "{poisoned}"
+        );
+    }
+    // A token for one upstream does not open the aggregate.
+    let crm_only = client
+        .token(
+            &env.url("crm"),
+            &TaskRequest::new("t-crm", "x").call_tool("crm/read_contact"),
+        )
+        .unwrap();
+    let s = McpSession::new(
+        env.agent("assistant"),
+        &aggregate,
+        &crm_only.access_token,
+        "2025-11-25",
+    );
+    let refused = s
+        .post_raw(br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#, &[])
+        .unwrap();
+    assert_eq!(refused.status, 401);
+    // The upstream only ever saw its own credential.
+    assert_eq!(
+        env.stats().authorizations(),
+        vec![format!("Bearer {UPSTREAM_SECRET}")]
+    );
 }

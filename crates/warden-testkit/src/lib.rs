@@ -8,7 +8,7 @@
 //! | `/crm/mcp`     | `read_contact`, `log_call_note`, `update_deal`, `delete_record` |
 //! | `/finance/mcp` | `transfer_funds(amount, to)`                                 |
 //! | `/email/mcp`   | `send(to, subject, body)`                                    |
-//! | `/docs/mcp`    | `read(path)` — some documents carry hidden instructions      |
+//! | `/docs/mcp`    | `read(path)` — some documents carry hidden instructions; the same documents as resources `docs://<name>` |
 //!
 //! Behind Warden they are the upstreams `crm`, `finance`, `email`, `docs`, and the aggregate
 //! endpoint shows them as `crm.read_contact`, `finance.transfer_funds`, ...
@@ -30,7 +30,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
+use rmcp::model::{
+    ErrorData, Implementation, ListResourcesResult, PaginatedRequestParams,
+    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
+    ResourceContents, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::{RequestContext, RoleServer};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ServerHandler, schemars, tool, tool_handler, tool_router};
@@ -467,9 +472,50 @@ impl Docs {
     }
 }
 
+/// The documents, also served as resources `docs://<name>`.
+pub const DOCUMENTS: [&str; 3] = ["handbook.md", POISONED_DOC, "policy-4k.md"];
+
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for Docs {
     fn get_info(&self) -> ServerConfig {
-        info("docs", "Company documents.")
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .build(),
+        )
+        .with_server_info(Implementation::new(
+            "warden-demo-docs",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .with_instructions("Company documents, as tools and as resources docs://<name>.")
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        Ok(ListResourcesResult::with_all_items(
+            DOCUMENTS
+                .iter()
+                .map(|d| Resource::new(format!("docs://{d}"), *d))
+                .collect(),
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let text = request
+            .uri
+            .strip_prefix("docs://")
+            .and_then(document)
+            .ok_or_else(|| {
+                ErrorData::resource_not_found(format!("no resource {}", request.uri), None)
+            })?;
+        Ok(ReadResourceResult::new(vec![ResourceContents::text(text, request.uri)]).into())
     }
 }

@@ -1,16 +1,21 @@
 //! Streamable HTTP upstreams: one pooled HTTP/1.1 client, the headers that may cross, the
 //! upstream's credential, and rewriting of SSE answers (for list filtering).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use axum::body::Bytes;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri};
+use axum::http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, header,
+};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Client headers forwarded upstream. Nothing else crosses: not `Authorization`, not `DPoP`,
 /// not cookies (MCP: no token passthrough; CR-7).
@@ -41,6 +46,22 @@ pub enum UpstreamError {
     Unreachable(String),
     #[error("the upstream's answer could not be read: {0}")]
     Body(String),
+    #[error("the upstream no longer knows Warden's session")]
+    SessionGone,
+}
+
+fn rpc_body(id: u64, method: &str, params: &Value) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string()
+}
+
+fn header_text(h: &HeaderMap, name: &str) -> Option<String> {
+    h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+/// Is this answer an SSE stream?
+pub fn is_sse(h: &HeaderMap) -> bool {
+    h.get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
 }
 
 /// One Streamable HTTP upstream.
@@ -50,7 +71,17 @@ pub struct HttpUpstream {
     pub credential: Option<(HeaderName, HeaderValue)>,
     pub timeout: Duration,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// Warden's own session with the upstream, for the aggregate `/mcp` (opened lazily).
+    own_session: ArcSwapOption<String>,
+    opening: tokio::sync::Mutex<()>,
+    next_id: AtomicU64,
 }
+
+/// The protocol version Warden speaks in its own sessions with upstreams.
+pub const OWN_SESSION_VERSION: &str = "2025-11-25";
+
+/// Largest upstream answer Warden reads whole (answers it rewrites or filters).
+pub const MAX_READ_ANSWER: usize = 16 << 20;
 
 impl HttpUpstream {
     /// `url` must be `http://`; `credential` is the header to inject, if any.
@@ -76,7 +107,130 @@ impl HttpUpstream {
             credential,
             timeout,
             client,
+            own_session: ArcSwapOption::empty(),
+            opening: tokio::sync::Mutex::new(()),
+            next_id: AtomicU64::new(1),
         })
+    }
+
+    /// One request in Warden's own session with the upstream (opened on first use, reopened
+    /// once if the upstream forgot it): the whole JSON-RPC answer message.
+    pub async fn request(&self, method: &str, params: &Value) -> Result<Value, UpstreamError> {
+        let session = self.own_session().await?;
+        match self.exchange(&session, method, params).await {
+            Err(UpstreamError::SessionGone) => {
+                self.own_session
+                    .compare_and_swap(&Some(session), None::<Arc<String>>);
+                let session = self.own_session().await?;
+                self.exchange(&session, method, params).await
+            }
+            other => other,
+        }
+    }
+
+    async fn own_session(&self) -> Result<Arc<String>, UpstreamError> {
+        if let Some(s) = self.own_session.load_full() {
+            return Ok(s);
+        }
+        let _one_at_a_time = self.opening.lock().await;
+        if let Some(s) = self.own_session.load_full() {
+            return Ok(s);
+        }
+        let params = json!({
+            "protocolVersion": OWN_SESSION_VERSION,
+            "capabilities": {},
+            "clientInfo": {"name": "warden", "version": env!("CARGO_PKG_VERSION")},
+        });
+        let (head, answer) = self
+            .post(None, &rpc_body(0, "initialize", &params), Some(0))
+            .await?;
+        if let Some(e) = answer.get("error") {
+            return Err(UpstreamError::Body(format!("initialize refused: {e}")));
+        }
+        // A server without sessions answers none; Warden then sends no session id.
+        let sid = Arc::new(header_text(&head, "mcp-session-id").unwrap_or_default());
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string();
+        self.post(Some(&sid), &note, None).await?;
+        self.own_session.store(Some(Arc::clone(&sid)));
+        Ok(sid)
+    }
+
+    async fn exchange(
+        &self,
+        session: &str,
+        method: &str,
+        params: &Value,
+    ) -> Result<Value, UpstreamError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (_, answer) = self
+            .post(Some(session), &rpc_body(id, method, params), Some(id))
+            .await?;
+        Ok(answer)
+    }
+
+    /// POSTs one message in Warden's session; with `want`, reads the answer with that id
+    /// (JSON or SSE). `SessionGone` when the upstream answers 404 to a session.
+    async fn post(
+        &self,
+        session: Option<&str>,
+        body: &str,
+        want: Option<u64>,
+    ) -> Result<(HeaderMap, Value), UpstreamError> {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream"),
+        );
+        h.insert(
+            "mcp-protocol-version",
+            HeaderValue::from_static(OWN_SESSION_VERSION),
+        );
+        if let Some(sid) = session.filter(|s| !s.is_empty())
+            && let Ok(v) = HeaderValue::from_str(sid)
+        {
+            h.insert("mcp-session-id", v);
+        }
+        let answer = self
+            .send(Method::POST, &h, Bytes::from(body.to_owned()))
+            .await?;
+        let (parts, body) = answer.into_parts();
+        if parts.status == StatusCode::NOT_FOUND && session.is_some_and(|s| !s.is_empty()) {
+            return Err(UpstreamError::SessionGone);
+        }
+        let Some(want) = want else {
+            return Ok((parts.headers, Value::Null));
+        };
+        if !parts.status.is_success() {
+            return Err(UpstreamError::Body(format!("HTTP {}", parts.status)));
+        }
+        let raw = tokio::time::timeout(
+            self.timeout,
+            http_body_util::BodyExt::collect(http_body_util::Limited::new(body, MAX_READ_ANSWER)),
+        )
+        .await
+        .map_err(|_| UpstreamError::Timeout(self.timeout))?
+        .map_err(|e| UpstreamError::Body(e.to_string()))?
+        .to_bytes();
+        let want = json!(want);
+        let mut found = None;
+        if is_sse(&parts.headers) {
+            rewrite_sse(&String::from_utf8_lossy(&raw), |v| {
+                if v.get("id") == Some(&want) && found.is_none() {
+                    found = Some(v.take());
+                }
+            });
+        } else if let Ok(v) = serde_json::from_slice::<Value>(&raw)
+            && v.get("id") == Some(&want)
+        {
+            found = Some(v);
+        }
+        found
+            .map(|v| (parts.headers, v))
+            .ok_or_else(|| UpstreamError::Body("no answer to Warden's request".into()))
     }
 
     /// Sends `body` with the forwardable subset of the client's headers and the upstream's

@@ -20,7 +20,9 @@
 // The `Err` of the admission steps is the HTTP answer itself, built only on refusal.
 #![allow(clippy::result_large_err)]
 
+pub mod aggregate;
 pub mod decide;
+mod held;
 pub mod http;
 pub mod session;
 pub mod stdio;
@@ -51,14 +53,15 @@ use crate::unix_now;
 /// The header an agent may state its reason in (instead of `_meta["warden/reason"]`).
 pub const REASON_HEADER: &str = "warden-reason";
 
-/// Largest upstream answer Warden reads whole (list answers it filters).
-const MAX_LIST_ANSWER: usize = 16 << 20;
-
 /// Everything the MCP endpoints need.
 #[derive(Debug)]
 pub struct McpState {
     pub authority: Arc<Authority>,
     pub upstreams: HashMap<String, Upstream>,
+    /// `<issuer>/mcp`: the audience of tokens for the aggregate endpoint.
+    pub aggregate_resource: String,
+    /// Which upstream serves a resource URI on the aggregate endpoint.
+    pub routes: aggregate::Routes,
     pub sessions: Sessions,
     /// Allowed `Origin` values (the issuer's origin first).
     pub origins: Vec<String>,
@@ -71,6 +74,16 @@ pub struct Upstream {
     pub name: String,
     pub resource: String,
     pub link: UpstreamLink,
+}
+
+impl Upstream {
+    /// One request in a session Warden holds with the upstream: the whole JSON-RPC answer.
+    pub async fn request(&self, method: &str, params: &Value) -> Result<Value, UpstreamError> {
+        match &self.link {
+            UpstreamLink::Http(h) => h.request(method, params).await,
+            UpstreamLink::Stdio(c) => c.request(method, params).await,
+        }
+    }
 }
 
 /// How Warden reaches an upstream.
@@ -148,6 +161,8 @@ impl McpState {
         let mut origins = vec![origin_of(&authority.issuer)];
         origins.extend(config.server.allowed_origins.iter().cloned());
         Ok(Self {
+            aggregate_resource: format!("{}/mcp", authority.issuer),
+            routes: aggregate::Routes::default(),
             authority,
             upstreams,
             sessions: Sessions::new(100_000, 3600),
@@ -179,6 +194,12 @@ pub fn router(state: Arc<McpState>) -> Router {
     });
     Router::new()
         .route(
+            "/mcp",
+            post(aggregate::post)
+                .get(|| async { StatusCode::METHOD_NOT_ALLOWED })
+                .delete(aggregate::end),
+        )
+        .route(
             "/mcp/{server}",
             post(post_message).get(open_stream).delete(end_session),
         )
@@ -198,6 +219,11 @@ pub(crate) fn rpc_error(
 
 pub(crate) fn header_str<'h>(h: &'h HeaderMap, name: &str) -> Option<&'h str> {
     h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Does the client speak a stateless version (2026-07-28 and later)?
+fn is_stateless(h: &HeaderMap) -> bool {
+    header_str(h, "mcp-protocol-version").is_some_and(|v| v >= "2026-07-28")
 }
 
 /// Step 1: a browser `Origin` must be allowed.
@@ -237,13 +263,17 @@ fn admit<'s>(
         .upstreams
         .get(server)
         .ok_or_else(|| unknown_upstream(server))?;
-    Ok((up, authenticate(s, up, method, headers)?))
+    Ok((
+        up,
+        authenticate(s, &up.resource, &up.name, method, headers)?,
+    ))
 }
 
-/// Verifies the task token for `up`'s resource.
+/// Verifies the task token for `resource` (`label` names it in the log).
 fn authenticate(
     s: &McpState,
-    up: &Upstream,
+    resource: &str,
+    label: &str,
     method: &'static str,
     headers: &HeaderMap,
 ) -> Result<Arc<AccessClaims>, Response> {
@@ -255,22 +285,22 @@ fn authenticate(
                     token,
                     proof,
                     method,
-                    url: &up.resource,
+                    url: resource,
                 },
-                &up.resource,
+                resource,
                 unix_now(),
             )
         })
         .map_err(|e| {
-            tracing::info!(upstream = %up.name, "MCP request refused: {e}");
-            oauth::unauthorized(a, &up.resource, &e)
+            tracing::info!(upstream = %label, "MCP request refused: {e}");
+            oauth::unauthorized(a, resource, &e)
         })
 }
 
 /// Step 5: a named session must be this agent's, on this upstream.
 fn check_session(
     s: &McpState,
-    up: &Upstream,
+    scope: &str,
     claims: &AccessClaims,
     headers: &HeaderMap,
     id: Option<&RequestId>,
@@ -278,15 +308,15 @@ fn check_session(
     let Some(sid) = headers.get("mcp-session-id") else {
         return Ok(());
     };
-    let known = sid.to_str().ok().map(|sid| {
-        s.sessions
-            .check(sid, &claims.client_id, &up.name, unix_now())
-    });
+    let known = sid
+        .to_str()
+        .ok()
+        .map(|sid| s.sessions.check(sid, &claims.client_id, scope, unix_now()));
     match known {
         Some(Ok(())) => Ok(()),
         other => {
             if matches!(other, Some(Err(session::SessionRefusal::NotYours))) {
-                tracing::warn!(agent = %claims.client_id, upstream = %up.name,
+                tracing::warn!(agent = %claims.client_id, upstream = %scope,
                     "a session id of another agent or upstream was presented");
             }
             Err(rpc_error(
@@ -315,7 +345,7 @@ fn check_headers(headers: &HeaderMap, frame: &Frame) -> Result<(), Response> {
         Message::Notification { method } => (Some(method.as_str()), None),
         Message::Response { .. } => (None, None),
     };
-    let stateless = header_str(headers, "mcp-protocol-version").is_some_and(|v| v >= "2026-07-28");
+    let stateless = is_stateless(headers);
     let refuse = |what: String| {
         Err(rpc_error(
             StatusCode::BAD_REQUEST,
@@ -358,6 +388,34 @@ fn stated_reason<'a>(frame: &'a Frame, headers: &'a HeaderMap) -> Option<&'a str
         .or_else(|| header_str(headers, REASON_HEADER))
 }
 
+/// Step 3: the body, within the size limit, as one strict JSON-RPC message.
+async fn read_frame(
+    s: &McpState,
+    claims: &AccessClaims,
+    scope: &str,
+    body: Body,
+) -> Result<Frame, Response> {
+    let Ok(bytes) = to_bytes(body, s.max_body).await else {
+        return Err(rpc_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+            codes::INVALID_REQUEST,
+            &format!("the message exceeds {} bytes", s.max_body),
+            json!({"reason": "frame_too_large"}),
+        ));
+    };
+    Frame::parse(&bytes, s.max_body).map_err(|e| {
+        tracing::info!(agent = %claims.client_id, upstream = %scope, "malformed MCP message: {e}");
+        rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            e.code(),
+            &e.to_string(),
+            json!({"reason": e.reason_id()}),
+        )
+    })
+}
+
 /// `POST /mcp/{server}`: one JSON-RPC message from the agent.
 pub async fn post_message(
     State(s): State<Arc<McpState>>,
@@ -369,32 +427,14 @@ pub async fn post_message(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let Ok(bytes) = to_bytes(body, s.max_body).await else {
-        return rpc_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            None,
-            codes::INVALID_REQUEST,
-            &format!("the message exceeds {} bytes", s.max_body),
-            json!({"reason": "frame_too_large"}),
-        );
-    };
-    let frame = match Frame::parse(&bytes, s.max_body) {
+    let frame = match read_frame(&s, &claims, &up.name, body).await {
         Ok(f) => f,
-        Err(e) => {
-            tracing::info!(agent = %claims.client_id, upstream = %up.name, "malformed MCP message: {e}");
-            return rpc_error(
-                StatusCode::BAD_REQUEST,
-                None,
-                e.code(),
-                &e.to_string(),
-                json!({"reason": e.reason_id()}),
-            );
-        }
+        Err(r) => return r,
     };
     if let Err(r) = check_headers(&headers, &frame) {
         return r;
     }
-    if let Err(r) = check_session(&s, up, &claims, &headers, frame.id()) {
+    if let Err(r) = check_session(&s, &up.name, &claims, &headers, frame.id()) {
         return r;
     }
     let reason = stated_reason(&frame, &headers).map(str::to_owned);
@@ -536,7 +576,7 @@ async fn forward(
         .await
     {
         Ok(a) => a,
-        Err(e) => return upstream_failed(up, id.as_ref(), &e),
+        Err(e) => return upstream_failed(&up.name, id.as_ref(), &e),
     };
     let (parts, body) = answer.into_parts();
     if initialize
@@ -568,9 +608,9 @@ async fn forward(
     let body = match list {
         None => Body::new(body),
         Some(kind) => {
-            let Ok(raw) = to_bytes(Body::new(body), MAX_LIST_ANSWER).await else {
+            let Ok(raw) = to_bytes(Body::new(body), http::MAX_READ_ANSWER).await else {
                 return upstream_failed(
-                    up,
+                    &up.name,
                     id.as_ref(),
                     &UpstreamError::Body("list answer too large or cut off".into()),
                 );
@@ -583,11 +623,7 @@ async fn forward(
                     decide::filter_list(&snapshot, caller, kind, result);
                 }
             };
-            let sse = parts
-                .headers
-                .get(header::CONTENT_TYPE)
-                .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-            if sse {
+            if http::is_sse(&parts.headers) {
                 Body::from(http::rewrite_sse(&String::from_utf8_lossy(&raw), filter))
             } else {
                 match serde_json::from_slice::<Value>(&raw) {
@@ -598,7 +634,7 @@ async fn forward(
                     // Not JSON: nothing can be filtered, so nothing is shown.
                     Err(_) => {
                         return upstream_failed(
-                            up,
+                            &up.name,
                             id.as_ref(),
                             &UpstreamError::Body("the list answer is not JSON".into()),
                         );
@@ -612,16 +648,16 @@ async fn forward(
 }
 
 pub(crate) fn upstream_failed(
-    up: &Upstream,
+    upstream: &str,
     id: Option<&RequestId>,
     e: &UpstreamError,
 ) -> Response {
-    tracing::warn!(upstream = %up.name, "upstream call failed: {e}");
+    tracing::warn!(%upstream, "upstream call failed: {e}");
     rpc_error(
         StatusCode::BAD_GATEWAY,
         id,
         codes::UPSTREAM_FAILED,
-        &format!("upstream `{}`: {e}", up.name),
+        &format!("upstream `{upstream}`: {e}"),
         json!({"reason": "upstream_failed"}),
     )
 }
@@ -669,7 +705,7 @@ async fn relay_bodyless(
             json!({"reason": "session_required"}),
         );
     }
-    if let Err(r) = check_session(s, up, &claims, headers, None) {
+    if let Err(r) = check_session(s, &up.name, &claims, headers, None) {
         return r;
     }
     let http = match &up.link {
@@ -699,7 +735,7 @@ async fn relay_bodyless(
             out.body(Body::new(body))
                 .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
         }
-        Err(e) => upstream_failed(up, None, &e),
+        Err(e) => upstream_failed(&up.name, None, &e),
     }
 }
 
