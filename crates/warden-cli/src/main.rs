@@ -5,7 +5,9 @@ mod agent_cmd;
 mod bench;
 mod bench_mcp;
 mod config_cmd;
+mod demo;
 mod keys_cmd;
+mod mcp_cmd;
 mod policy_cmd;
 mod serve;
 
@@ -48,6 +50,9 @@ enum Command {
     /// Manage Warden's own token-signing keys.
     #[command(subcommand)]
     Keys(keys_cmd::KeysCommand),
+    /// Act as an agent through a running Warden: list or call MCP tools (exit 3: refused).
+    #[command(subcommand)]
+    Mcp(mcp_cmd::McpCommand),
     /// Load drivers for measuring a running Warden.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -70,6 +75,7 @@ fn main() -> ExitCode {
         Command::Bench(cmd) => bench::run(cmd),
         Command::Agent(args) => agent_cmd::run(args),
         Command::Keys(cmd) => keys_cmd::run(cmd),
+        Command::Mcp(cmd) => mcp_cmd::run(cmd),
         Command::Revoke(args) => admin_cmd::revoke(args),
         Command::Admin(cmd) => admin_cmd::run(cmd),
     };

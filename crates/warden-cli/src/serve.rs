@@ -12,19 +12,26 @@ use crate::{ConfigArg, config_cmd};
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     #[command(flatten)]
-    config: ConfigArg,
+    pub config: ConfigArg,
     /// Listen address (overrides the config), e.g. 127.0.0.1:0 for any free port.
     #[arg(long, value_name = "ADDR")]
-    listen: Option<SocketAddr>,
+    pub listen: Option<SocketAddr>,
     /// Data directory (overrides the config and $WARDEN_DATA_DIR).
     #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
     /// Policy directory (overrides the config).
     #[arg(long, value_name = "DIR")]
-    policies: Option<PathBuf>,
+    pub policies: Option<PathBuf>,
+    /// Start the demo: tool servers (crm, finance, email, docs), example policies and an
+    /// agent, in `<data dir>/demo` (recreated on each start); prints what to try.
+    #[arg(long)]
+    pub demo: bool,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    if args.demo {
+        return crate::demo::run(args);
+    }
     let mut config = config_cmd::load_or_default(args.config.config.as_deref())?;
     if let Some(l) = args.listen {
         config.server.listen = l;
@@ -42,13 +49,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     rt.block_on(async {
         let server = Server::bind(&config).await?;
         print_banner(server.info());
+        println!("Press Ctrl-C to stop.");
         server.run(shutdown_signal()).await?;
         tracing::info!("shut down");
         Ok(ExitCode::SUCCESS)
     })
 }
 
-fn print_banner(info: &warden_gateway::ServerInfo) {
+pub(crate) fn print_banner(info: &warden_gateway::ServerInfo) {
     let url = format!("http://{}", info.addr);
     println!(
         "Warden {} — Zero Trust gateway for AI agents",
@@ -105,10 +113,9 @@ fn print_banner(info: &warden_gateway::ServerInfo) {
         );
         println!();
     }
-    println!("Press Ctrl-C to stop.");
 }
 
-fn init_logging(level: &str, format: LogFormat) {
+pub(crate) fn init_logging(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -123,7 +130,7 @@ fn init_logging(level: &str, format: LogFormat) {
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
