@@ -97,6 +97,9 @@ pub(crate) fn print_banner(info: &warden_gateway::ServerInfo) {
     for r in &info.resources {
         println!("  resource     {r}");
     }
+    for l in &info.local_listeners {
+        println!("  local        {l}");
+    }
     println!("  admin API    {url}/admin/v1/");
     println!("  health       {url}/healthz");
     if let Some(secret) = &info.bootstrap_admin {

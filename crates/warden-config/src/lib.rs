@@ -36,8 +36,67 @@ pub struct Config {
     /// protected resource at `<issuer>/mcp/<name>`.
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// Listeners bound to one agent, for local MCP clients that cannot attach tokens
+    /// (`[[local_listeners]]`). Loopback or a unix socket only.
+    #[serde(default)]
+    pub local_listeners: Vec<LocalListenerConfig>,
     #[serde(default)]
     pub log: LogConfig,
+}
+
+/// `[[local_listeners]]`: an MCP endpoint (`/mcp`, `/mcp/<upstream>`) without tokens, where
+/// every request acts as one configured agent. Whoever can reach it acts as that agent, so
+/// it binds only to loopback or a unix socket (mode 0600); every decision made through it
+/// is marked `via = "local:<agent>"`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocalListenerConfig {
+    /// The registered agent every request acts as (it must exist and be active).
+    pub agent: String,
+    /// A loopback address, e.g. `127.0.0.1:8490`. Exactly one of `listen` and `unix`.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// A unix socket path. Exactly one of `listen` and `unix`.
+    #[serde(default)]
+    pub unix: Option<PathBuf>,
+    /// The task id recorded with each decision.
+    #[serde(default = "default_local_task")]
+    pub task: String,
+    /// What the task is for.
+    #[serde(default)]
+    pub purpose: String,
+    /// The tools the task may call (`upstream/tool`), as a token's granted actions would.
+    /// Empty: no task narrowing — the policy alone decides every action.
+    #[serde(default)]
+    pub tools: Vec<String>,
+}
+
+fn default_local_task() -> String {
+    "local".into()
+}
+
+impl LocalListenerConfig {
+    /// What is wrong with this listener, if anything.
+    pub fn problem(&self) -> Option<String> {
+        match (&self.listen, &self.unix) {
+            (Some(_), Some(_)) | (None, None) => {
+                Some("set exactly one of `listen` (loopback) and `unix`".into())
+            }
+            (Some(a), None) if !a.ip().is_loopback() => Some(format!(
+                "{a} is not a loopback address: a listener without tokens must not be reachable \
+                 from other machines"
+            )),
+            _ if self.agent.is_empty() => Some("`agent` is required".into()),
+            _ => self
+                .tools
+                .iter()
+                .find(|t| {
+                    !t.split_once('/')
+                        .is_some_and(|(u, n)| !u.is_empty() && !n.is_empty())
+                })
+                .map(|t| format!("tools: `{t}` is not `upstream/tool`")),
+        }
+    }
 }
 
 /// `[upstreams.<name>]`: a tool server behind Warden.
@@ -520,6 +579,14 @@ impl Config {
             }
             if let Some(problem) = u.problem() {
                 return Err(err(name, format!("upstreams.{name}: {problem}")));
+            }
+        }
+        for (i, l) in self.local_listeners.iter().enumerate() {
+            if let Some(problem) = l.problem() {
+                return Err(err(
+                    "local_listeners",
+                    format!("local_listeners[{i}] ({}): {problem}", l.agent),
+                ));
             }
         }
         if let Some(ns) = &self.authzen.namespace

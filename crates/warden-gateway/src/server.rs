@@ -41,6 +41,16 @@ pub struct ServerInfo {
     pub resources: Vec<String>,
     /// The bootstrap admin secret, on the first start only: shown once, stored hashed.
     pub bootstrap_admin: Option<warden_config::Secret>,
+    /// The agent-bound local listeners: where, and as whom.
+    pub local_listeners: Vec<String>,
+}
+
+/// An agent-bound local listener, bound and ready.
+#[derive(Debug)]
+enum LocalListener {
+    Tcp(tokio::net::TcpListener, Router),
+    #[cfg(unix)]
+    Unix(tokio::net::UnixListener, Router),
 }
 
 /// A bound, ready server.
@@ -51,6 +61,7 @@ pub struct Server {
     info: ServerInfo,
     store: warden_store::SqliteStore,
     revocations: Arc<Revocations>,
+    locals: Vec<LocalListener>,
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
@@ -84,6 +95,63 @@ fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
     b.create(dir)
+}
+
+/// Binds every `[[local_listeners]]` entry: the agent must be registered and active.
+async fn bind_local_listeners(
+    config: &Config,
+    store: &warden_store::SqliteStore,
+    mcp: &Arc<crate::mcp::McpState>,
+    issuer: &str,
+    now: i64,
+) -> anyhow::Result<(Vec<LocalListener>, Vec<String>)> {
+    use warden_store::AgentStore as _;
+    let mut listeners = Vec::new();
+    let mut shown = Vec::new();
+    for (i, l) in config.local_listeners.iter().enumerate() {
+        let what = format!("local_listeners[{i}]");
+        let id = warden_core::AgentId::new(&l.agent).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+        let agent = store.agent(&id).await.map_err(|e| {
+            anyhow::anyhow!("{what}: agent `{id}`: {e} (register it first: warden agent create)")
+        })?;
+        let binding = crate::mcp::local::LocalBinding::new(l, &agent, issuer, now)
+            .map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+        let scope = if binding.policy_only {
+            "policy alone decides".to_owned()
+        } else {
+            format!("task narrowed to {} tool(s)", l.tools.len())
+        };
+        let router = crate::mcp::local_router(Arc::clone(mcp), Arc::new(binding));
+        match (&l.listen, &l.unix) {
+            (Some(addr), _) => {
+                let t = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("{what}: cannot listen on {addr}"))?;
+                shown.push(format!(
+                    "http://{}/mcp as agent {id} ({scope})",
+                    t.local_addr()?
+                ));
+                listeners.push(LocalListener::Tcp(t, router));
+            }
+            #[cfg(unix)]
+            (None, Some(path)) => {
+                // A socket left by an earlier run is replaced; any other file is not.
+                if std::fs::symlink_metadata(path)
+                    .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+                {
+                    let _ = std::fs::remove_file(path);
+                }
+                let u = tokio::net::UnixListener::bind(path)
+                    .with_context(|| format!("{what}: cannot listen on {}", path.display()))?;
+                std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                    .with_context(|| format!("{what}: cannot restrict {}", path.display()))?;
+                shown.push(format!("unix:{} as agent {id} ({scope})", path.display()));
+                listeners.push(LocalListener::Unix(u, router));
+            }
+            _ => anyhow::bail!("{what}: set `listen` or `unix`"),
+        }
+    }
+    Ok((listeners, shown))
 }
 
 impl Server {
@@ -189,6 +257,8 @@ impl Server {
             crate::mcp::McpState::new(config, Arc::clone(&authority))
                 .context("cannot set up the MCP upstreams")?,
         );
+        let (locals, local_listeners) =
+            bind_local_listeners(config, &store, &mcp_state, &issuer, now).await?;
         let admin = Arc::new(AdminState {
             store: store.clone(),
             revocations: Arc::clone(&revocations),
@@ -274,7 +344,7 @@ impl Server {
         router = router
             .merge(oauth_routes)
             .merge(admin_routes)
-            .merge(crate::mcp::router(mcp_state));
+            .merge(crate::mcp::router(Arc::clone(&mcp_state)));
         if config.authzen.enabled {
             let authzen = Router::new()
                 .route(
@@ -320,9 +390,11 @@ impl Server {
                 issuer,
                 resources: resources.into_iter().map(|(u, _)| u).collect(),
                 bootstrap_admin,
+                local_listeners,
             },
             store,
             revocations,
+            locals,
             _watcher: watcher,
         })
     }
@@ -341,10 +413,29 @@ impl Server {
             Arc::clone(&self.revocations),
             Duration::from_secs(1),
         ));
+        let locals: Vec<_> = self
+            .locals
+            .into_iter()
+            .map(|l| {
+                tokio::spawn(async move {
+                    let served = match l {
+                        LocalListener::Tcp(t, r) => axum::serve(t, r).await,
+                        #[cfg(unix)]
+                        LocalListener::Unix(u, r) => axum::serve(u, r).await,
+                    };
+                    if let Err(e) = served {
+                        tracing::error!("local listener stopped: {e}");
+                    }
+                })
+            })
+            .collect();
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;
         sync.abort();
+        for l in locals {
+            l.abort();
+        }
         served?;
         Ok(())
     }

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -19,11 +20,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use tokio::task::JoinSet;
 use warden_core::ActionKind;
-use warden_identity::token::AccessClaims;
 use warden_mcp::{ListKind, Message, Permitted, RequestId, codes};
 
 use super::decide::{self, Caller, Mediation};
 use super::held::{self, Face};
+use super::local::LocalBinding;
 use super::{
     McpState, Upstream, check_headers, check_origin, check_session, is_stateless, log_decision,
     read_frame, refuse, rpc_error, stated_reason, upstream_failed,
@@ -144,14 +145,21 @@ fn unknown_name(id: Option<&RequestId>, what: &str) -> Response {
 }
 
 /// `POST /mcp`.
-pub async fn post(State(s): State<Arc<McpState>>, headers: HeaderMap, body: Body) -> Response {
+pub async fn post(
+    State(s): State<Arc<McpState>>,
+    local: Option<Extension<Arc<LocalBinding>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let local = local.as_deref().map(Arc::as_ref);
     if let Err(r) = check_origin(&s, &headers) {
         return r;
     }
-    let claims = match super::authenticate(&s, &s.aggregate_resource, SCOPE, "POST", &headers) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let claims =
+        match super::authenticate(&s, local, &s.aggregate_resource, SCOPE, "POST", &headers) {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
     let frame = match read_frame(&s, &claims, SCOPE, body).await {
         Ok(f) => f,
         Err(r) => return r,
@@ -196,7 +204,14 @@ pub async fn post(State(s): State<Arc<McpState>>, headers: HeaderMap, body: Body
             json!({"reason": "not_mediated"}),
         ),
         Mediation::List(kind) => {
-            let mut result = list(&s, &claims, reason, kind).await;
+            let caller = Caller {
+                claims: &claims,
+                upstream: SCOPE,
+                reason,
+                now: unix_now(),
+                local,
+            };
+            let mut result = list(&s, caller, kind).await;
             if stateless {
                 result.insert("resultType".into(), json!("complete"));
             }
@@ -216,6 +231,7 @@ pub async fn post(State(s): State<Arc<McpState>>, headers: HeaderMap, body: Body
                 upstream: &up.name,
                 reason,
                 now: unix_now(),
+                local,
             };
             let snapshot = s.authority.engine.snapshot();
             let decision = match decide::decide(&snapshot, &caller, kind, inner, arguments) {
@@ -299,29 +315,12 @@ fn list_key(kind: ListKind) -> (&'static str, &'static str, ActionKind) {
     }
 }
 
-/// Does the task grant any `action` on upstream `name`?
-fn grants_any(claims: &AccessClaims, action: ActionKind, name: &str) -> bool {
-    claims.task().is_some_and(|t| {
-        t.actions.iter().any(|a| {
-            a.action == action
-                && a.resource
-                    .strip_prefix(name)
-                    .is_some_and(|r| r.starts_with('/'))
-        })
-    })
-}
-
 /// Every granted upstream's list, filtered per upstream and namespaced.
-async fn list(
-    s: &Arc<McpState>,
-    claims: &AccessClaims,
-    reason: Option<&str>,
-    kind: ListKind,
-) -> Map<String, Value> {
+async fn list(s: &Arc<McpState>, caller: Caller<'_>, kind: ListKind) -> Map<String, Value> {
     let (key, method, action) = list_key(kind);
     let mut tasks = JoinSet::new();
     for name in s.upstreams.keys() {
-        if grants_any(claims, action, name) {
+        if caller.grants_any_on(action, name) {
             let s = Arc::clone(s);
             let name = name.clone();
             tasks.spawn(async move {
@@ -342,14 +341,11 @@ async fn list(
     }
     per_upstream.sort_by(|a, b| a.0.cmp(&b.0));
     let snapshot = s.authority.engine.snapshot();
-    let now = unix_now();
     let mut all = Vec::new();
     for (name, items) in per_upstream {
         let caller = Caller {
-            claims,
             upstream: &name,
-            reason,
-            now,
+            ..caller
         };
         // Routes are learned from everything the upstream serves (they are Warden's, not
         // shown to anyone), so a read outside the task is refused as such, not as unknown.
@@ -427,14 +423,20 @@ async fn fetch_all(
 }
 
 /// `DELETE /mcp`: ends an aggregate session.
-pub async fn end(State(s): State<Arc<McpState>>, headers: HeaderMap) -> Response {
+pub async fn end(
+    State(s): State<Arc<McpState>>,
+    local: Option<Extension<Arc<LocalBinding>>>,
+    headers: HeaderMap,
+) -> Response {
+    let local = local.as_deref().map(Arc::as_ref);
     if let Err(r) = check_origin(&s, &headers) {
         return r;
     }
-    let claims = match super::authenticate(&s, &s.aggregate_resource, SCOPE, "DELETE", &headers) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let claims =
+        match super::authenticate(&s, local, &s.aggregate_resource, SCOPE, "DELETE", &headers) {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
     if let Err(r) = check_session(&s, SCOPE, &claims, &headers, None) {
         return r;
     }

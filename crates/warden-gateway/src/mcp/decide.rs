@@ -10,6 +10,8 @@ use warden_identity::token::AccessClaims;
 use warden_mcp::{Action, ListKind, codes};
 use warden_policy::{ActionRequest, Grantability, PolicySnapshot, TaskInfo};
 
+use super::local::LocalBinding;
+
 /// Who is asking, for which task, through which upstream, and why.
 #[derive(Debug, Clone, Copy)]
 pub struct Caller<'a> {
@@ -18,6 +20,34 @@ pub struct Caller<'a> {
     /// The agent's stated reason (`_meta["warden/reason"]` or the `Warden-Reason` header).
     pub reason: Option<&'a str>,
     pub now: i64,
+    /// Set when the request came through an agent-bound local listener.
+    pub local: Option<&'a LocalBinding>,
+}
+
+impl Caller<'_> {
+    /// Does the task allow `kind` on `resource`? (A local listener without configured
+    /// tools does not narrow: the policy alone decides.)
+    pub fn granted(&self, kind: ActionKind, resource: &str) -> bool {
+        self.local.is_some_and(|l| l.policy_only) || self.claims.grants(kind, resource)
+    }
+
+    /// Does the task allow any `kind` on `upstream`?
+    pub fn grants_any_on(&self, kind: ActionKind, upstream: &str) -> bool {
+        self.local.is_some_and(|l| l.policy_only)
+            || self.claims.task().is_some_and(|t| {
+                t.actions.iter().any(|a| {
+                    a.action == kind
+                        && a.resource
+                            .strip_prefix(upstream)
+                            .is_some_and(|r| r.starts_with('/'))
+                })
+            })
+    }
+
+    /// How the caller was authenticated, for the decision record.
+    pub fn via(&self) -> &str {
+        self.local.map_or("token", |l| l.via.as_str())
+    }
 }
 
 /// What Warden does with one client request.
@@ -129,7 +159,7 @@ pub fn decide(
     arguments: Option<&Map<String, Value>>,
 ) -> Result<Decision, Refusal> {
     let resource = format!("{}/{name}", c.upstream);
-    if !c.claims.grants(kind, &resource) {
+    if !c.granted(kind, &resource) {
         return Err(Refusal {
             code: codes::NOT_IN_TASK,
             reason_id: "not_in_task",
@@ -188,7 +218,7 @@ pub fn decide(
 /// now (a permit could apply; no forbid surely applies without knowing the arguments).
 pub fn visible(snapshot: &PolicySnapshot, c: &Caller<'_>, kind: ActionKind, name: &str) -> bool {
     let resource = format!("{}/{name}", c.upstream);
-    if !c.claims.grants(kind, &resource) {
+    if !c.granted(kind, &resource) {
         return false;
     }
     request(c, kind, resource)
@@ -209,12 +239,7 @@ pub fn filter_list(
         ListKind::Prompts => ("prompts", ActionKind::GetPrompt, "name"),
         ListKind::Resources => ("resources", ActionKind::ReadResource, "uri"),
         ListKind::ResourceTemplates => {
-            let prefix = format!("{}/", c.upstream);
-            let any = c.claims.task().is_some_and(|t| {
-                t.actions.iter().any(|a| {
-                    a.action == ActionKind::ReadResource && a.resource.starts_with(&prefix)
-                })
-            });
+            let any = c.grants_any_on(ActionKind::ReadResource, c.upstream);
             let Some(Value::Array(items)) = result.get_mut("resourceTemplates") else {
                 return 0;
             };

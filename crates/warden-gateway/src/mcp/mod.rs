@@ -24,6 +24,7 @@ pub mod aggregate;
 pub mod decide;
 mod held;
 pub mod http;
+pub mod local;
 pub mod session;
 pub mod stdio;
 mod stdio_front;
@@ -32,12 +33,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::{Body, Bytes, to_bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use axum::{Extension, Router};
 use serde_json::{Value, json};
 use warden_config::{Config, Transport};
 use warden_identity::token::AccessClaims;
@@ -46,6 +47,7 @@ use warden_mcp::{Frame, Message, Permitted, RequestId, codes, error_response};
 
 use self::decide::{Caller, Mediation, Refusal};
 use self::http::{FORWARDED_RESPONSE_HEADERS, HttpUpstream, UpstreamError};
+use self::local::LocalBinding;
 use self::session::Sessions;
 use crate::oauth::{self, Authority};
 use crate::unix_now;
@@ -182,7 +184,7 @@ fn origin_of(url: &str) -> String {
     url.get(..end).unwrap_or(url).to_owned()
 }
 
-/// The MCP routes.
+/// The MCP routes (and the idle-session sweeper).
 pub fn router(state: Arc<McpState>) -> Router {
     let sweeper = Arc::clone(&state);
     tokio::spawn(async move {
@@ -192,6 +194,15 @@ pub fn router(state: Arc<McpState>) -> Router {
             sweeper.sessions.sweep(unix_now());
         }
     });
+    routes(state)
+}
+
+/// The MCP routes of an agent-bound local listener: every request acts as `binding`.
+pub fn local_router(state: Arc<McpState>, binding: Arc<local::LocalBinding>) -> Router {
+    routes(state).layer(axum::Extension(binding))
+}
+
+fn routes(state: Arc<McpState>) -> Router {
     Router::new()
         .route(
             "/mcp",
@@ -254,6 +265,7 @@ fn unknown_upstream(server: &str) -> Response {
 /// Step 1, the upstream, and step 2.
 fn admit<'s>(
     s: &'s McpState,
+    local: Option<&LocalBinding>,
     server: &str,
     method: &'static str,
     headers: &HeaderMap,
@@ -265,19 +277,36 @@ fn admit<'s>(
         .ok_or_else(|| unknown_upstream(server))?;
     Ok((
         up,
-        authenticate(s, &up.resource, &up.name, method, headers)?,
+        authenticate(s, local, &up.resource, &up.name, method, headers)?,
     ))
 }
 
-/// Verifies the task token for `resource` (`label` names it in the log).
+/// Verifies the task token for `resource` (`label` names it in the log). On a local
+/// listener the bound agent stands in for the token; its revocation state still applies.
 fn authenticate(
     s: &McpState,
+    local: Option<&LocalBinding>,
     resource: &str,
     label: &str,
     method: &'static str,
     headers: &HeaderMap,
 ) -> Result<Arc<AccessClaims>, Response> {
     let a = &s.authority;
+    if let Some(l) = local {
+        return match a.verifier.check_revocation(&l.claims) {
+            Ok(()) => Ok(Arc::clone(&l.claims)),
+            Err(e) => {
+                tracing::info!(upstream = %label, via = %l.via, "MCP request refused: {e}");
+                Err(rpc_error(
+                    StatusCode::FORBIDDEN,
+                    None,
+                    codes::DENIED,
+                    &format!("{}: {e}", l.via),
+                    json!({"reason": "agent_blocked"}),
+                ))
+            }
+        };
+    }
     oauth::credentials(headers)
         .and_then(|(token, proof)| {
             a.verifier.verify(
@@ -420,10 +449,12 @@ async fn read_frame(
 pub async fn post_message(
     State(s): State<Arc<McpState>>,
     Path(server): Path<String>,
+    local: Option<Extension<Arc<LocalBinding>>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (up, claims) = match admit(&s, &server, "POST", &headers) {
+    let local = local.as_deref().map(Arc::as_ref);
+    let (up, claims) = match admit(&s, local, &server, "POST", &headers) {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -443,6 +474,7 @@ pub async fn post_message(
         upstream: &up.name,
         reason: reason.as_deref(),
         now: unix_now(),
+        local,
     };
     let snapshot = s.authority.engine.snapshot();
     let (decision, list, initialize) = match frame.message() {
@@ -549,6 +581,7 @@ fn log_decision(
         reason_id = refusal.map_or("allowed", |r| r.reason_id),
         policies = ?d.determining,
         stated_reason = c.reason.unwrap_or(""),
+        via = c.via(),
         "decision"
     );
 }
@@ -666,18 +699,22 @@ pub(crate) fn upstream_failed(
 pub async fn open_stream(
     State(s): State<Arc<McpState>>,
     Path(server): Path<String>,
+    local: Option<Extension<Arc<LocalBinding>>>,
     headers: HeaderMap,
 ) -> Response {
-    relay_bodyless(&s, &server, Method::GET, &headers).await
+    let local = local.as_deref().map(Arc::as_ref);
+    relay_bodyless(&s, local, &server, Method::GET, &headers).await
 }
 
 /// `DELETE /mcp/{server}`: ends a session.
 pub async fn end_session(
     State(s): State<Arc<McpState>>,
     Path(server): Path<String>,
+    local: Option<Extension<Arc<LocalBinding>>>,
     headers: HeaderMap,
 ) -> Response {
-    let r = relay_bodyless(&s, &server, Method::DELETE, &headers).await;
+    let local = local.as_deref().map(Arc::as_ref);
+    let r = relay_bodyless(&s, local, &server, Method::DELETE, &headers).await;
     if r.status().is_success()
         && let Some(sid) = header_str(&headers, "mcp-session-id")
     {
@@ -688,11 +725,12 @@ pub async fn end_session(
 
 async fn relay_bodyless(
     s: &McpState,
+    local: Option<&LocalBinding>,
     server: &str,
     method: Method,
     headers: &HeaderMap,
 ) -> Response {
-    let (up, claims) = match admit(s, server, method_name(&method), headers) {
+    let (up, claims) = match admit(s, local, server, method_name(&method), headers) {
         Ok(x) => x,
         Err(r) => return r,
     };
