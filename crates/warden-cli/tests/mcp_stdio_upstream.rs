@@ -17,25 +17,13 @@ use serde_json::{Value, json};
 use warden_client::mcp::McpSession;
 use warden_client::{AgentClient, TaskRequest};
 
-use crate::common::{Warden, repo_root, warden};
+use crate::common::{Warden, npm_installed, warden};
 
 const FILESYSTEM_SERVER: &str = "@modelcontextprotocol/server-filesystem@2026.8.31";
 
 /// The official filesystem server's launcher, installed with npm if missing.
 fn filesystem_server() -> PathBuf {
-    let prefix = repo_root().join("target/npm");
-    let bin = prefix.join("node_modules/.bin/mcp-server-filesystem");
-    if !bin.exists() {
-        std::fs::create_dir_all(&prefix).unwrap();
-        let ok = std::process::Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&prefix)
-            .arg(FILESYSTEM_SERVER)
-            .status()
-            .expect("npm is needed to install the official MCP filesystem server");
-        assert!(ok.success(), "npm install {FILESYSTEM_SERVER} failed");
-    }
-    bin
+    npm_installed("mcp-server-filesystem", &[FILESYSTEM_SERVER])
 }
 
 #[test]

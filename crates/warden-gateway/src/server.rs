@@ -121,12 +121,13 @@ async fn bind_local_listeners(
         } else {
             format!("task narrowed to {} tool(s)", l.tools.len())
         };
-        let router = crate::mcp::local_router(Arc::clone(mcp), Arc::new(binding));
         match (&l.listen, &l.unix) {
             (Some(addr), _) => {
                 let t = tokio::net::TcpListener::bind(addr)
                     .await
                     .with_context(|| format!("{what}: cannot listen on {addr}"))?;
+                let binding = binding.with_port(t.local_addr()?.port());
+                let router = crate::mcp::local_router(Arc::clone(mcp), Arc::new(binding));
                 shown.push(format!(
                     "http://{}/mcp as agent {id} ({scope})",
                     t.local_addr()?
@@ -141,6 +142,7 @@ async fn bind_local_listeners(
                 {
                     let _ = std::fs::remove_file(path);
                 }
+                let router = crate::mcp::local_router(Arc::clone(mcp), Arc::new(binding));
                 let u = tokio::net::UnixListener::bind(path)
                     .with_context(|| format!("{what}: cannot listen on {}", path.display()))?;
                 std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))

@@ -105,9 +105,21 @@ pub enum Action {
         arguments: Map<String, Value>,
     },
     List(ListKind),
-    /// `initialize`, `ping`, `server/discover`, `completion/complete`, `logging/setLevel`,
-    /// subscriptions...: decided by method name.
+    /// `completion/complete`: argument completions for a prompt or a resource template.
+    Complete(CompletionRef),
+    /// `initialize`, `ping`, `server/discover`, `logging/setLevel`, ...: decided by method
+    /// name. (`resources/subscribe` and `unsubscribe` decode as [`Action::ReadResource`]:
+    /// subscribing to a resource is reading its updates.)
     Other(String),
+}
+
+/// What a completion request completes for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompletionRef {
+    /// `ref/prompt`: a prompt's name.
+    Prompt(String),
+    /// `ref/resource`: a resource (template) URI.
+    Resource(String),
 }
 
 /// One decoded message.
@@ -276,9 +288,29 @@ fn action(method: &str, params: &Map<String, Value>) -> Result<Action, FrameErro
             name: string("name")?,
             arguments: arguments()?,
         },
-        "resources/read" => Action::ReadResource {
-            uri: string("uri")?,
-        },
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            Action::ReadResource {
+                uri: string("uri")?,
+            }
+        }
+        "completion/complete" => {
+            let r = params
+                .get("ref")
+                .and_then(Value::as_object)
+                .ok_or_else(|| bad("`ref` must be an object"))?;
+            let field = |k: &str| {
+                r.get(k)
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .ok_or_else(|| bad(&format!("`ref.{k}` must be a non-empty string")))
+            };
+            Action::Complete(match r.get("type").and_then(Value::as_str) {
+                Some("ref/prompt") => CompletionRef::Prompt(field("name")?),
+                Some("ref/resource") => CompletionRef::Resource(field("uri")?),
+                _ => return Err(bad("`ref.type` must be `ref/prompt` or `ref/resource`")),
+            })
+        }
         "prompts/get" => Action::GetPrompt {
             name: string("name")?,
             arguments: arguments()?,

@@ -188,3 +188,22 @@ impl Drop for Warden {
         let _ = self.child.wait();
     }
 }
+
+/// `node_modules/.bin/<bin>` under `target/npm`, installing `packages` with npm first if it
+/// is missing (reference peers: the official MCP servers and conformance suite).
+#[allow(dead_code)]
+pub fn npm_installed(bin: &str, packages: &[&str]) -> PathBuf {
+    let prefix = repo_root().join("target/npm");
+    let path = prefix.join("node_modules/.bin").join(bin);
+    if !path.exists() {
+        std::fs::create_dir_all(&prefix).unwrap();
+        let ok = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&prefix)
+            .args(packages)
+            .status()
+            .expect("npm is needed to install the reference MCP peers");
+        assert!(ok.success(), "npm install {packages:?} failed");
+    }
+    path
+}

@@ -152,7 +152,7 @@ pub async fn post(
     body: Body,
 ) -> Response {
     let local = local.as_deref().map(Arc::as_ref);
-    if let Err(r) = check_origin(&s, &headers) {
+    if let Err(r) = check_origin(&s, local, &headers) {
         return r;
     }
     let claims =
@@ -217,6 +217,14 @@ pub async fn post(
             }
             held::json_answer(id.as_ref(), Value::Object(result))
         }
+        // Completions name their prompt inside `ref`, which the aggregate does not rewrite.
+        Mediation::Decide { .. } if method == "completion/complete" => rpc_error(
+            StatusCode::OK,
+            id.as_ref(),
+            codes::METHOD_NOT_FOUND,
+            "completion/complete is served at /mcp/<upstream>, not on the aggregate endpoint",
+            json!({"reason": "not_mediated"}),
+        ),
         Mediation::Decide {
             kind,
             name,
@@ -429,7 +437,7 @@ pub async fn end(
     headers: HeaderMap,
 ) -> Response {
     let local = local.as_deref().map(Arc::as_ref);
-    if let Err(r) = check_origin(&s, &headers) {
+    if let Err(r) = check_origin(&s, local, &headers) {
         return r;
     }
     let claims =

@@ -7,7 +7,7 @@
 use serde_json::{Map, Value, json};
 use warden_core::{ActionKind, AgentId, Decision, Effect, RiskScore};
 use warden_identity::token::AccessClaims;
-use warden_mcp::{Action, ListKind, codes};
+use warden_mcp::{Action, CompletionRef, ListKind, codes};
 use warden_policy::{ActionRequest, Grantability, PolicySnapshot, TaskInfo};
 
 use super::local::LocalBinding;
@@ -94,6 +94,17 @@ pub fn mediation(action: &Action) -> Mediation<'_> {
             arguments: Some(arguments),
         },
         Action::List(kind) => Mediation::List(*kind),
+        // Completing a prompt's or template's arguments is decided as using it.
+        Action::Complete(CompletionRef::Prompt(name)) => Mediation::Decide {
+            kind: ActionKind::GetPrompt,
+            name,
+            arguments: None,
+        },
+        Action::Complete(CompletionRef::Resource(uri)) => Mediation::Decide {
+            kind: ActionKind::ReadResource,
+            name: uri,
+            arguments: None,
+        },
         Action::Other(m) if PROTOCOL_METHODS.contains(&m.as_str()) => Mediation::Protocol,
         Action::Other(_) => Mediation::NotMediated,
     }

@@ -22,6 +22,9 @@ pub struct LocalBinding {
     /// No task narrowing: the policy alone decides.
     pub policy_only: bool,
     pub claims: Arc<AccessClaims>,
+    /// The listener's own origins (`http://127.0.0.1:<port>`, `http://localhost:<port>`),
+    /// allowed besides the configured ones.
+    pub origins: Vec<String>,
 }
 
 impl LocalBinding {
@@ -72,6 +75,16 @@ impl LocalBinding {
                 parents: Vec::new(),
             }),
             via,
+            origins: Vec::new(),
         })
+    }
+
+    /// Allows the loopback origins of a TCP listener on `port`.
+    pub fn with_port(mut self, port: u16) -> Self {
+        self.origins = ["127.0.0.1", "localhost", "[::1]"]
+            .iter()
+            .map(|h| format!("http://{h}:{port}"))
+            .collect();
+        self
     }
 }

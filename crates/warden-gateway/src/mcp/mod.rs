@@ -238,10 +238,17 @@ fn is_stateless(h: &HeaderMap) -> bool {
 }
 
 /// Step 1: a browser `Origin` must be allowed.
-fn check_origin(s: &McpState, headers: &HeaderMap) -> Result<(), Response> {
+fn check_origin(
+    s: &McpState,
+    local: Option<&LocalBinding>,
+    headers: &HeaderMap,
+) -> Result<(), Response> {
+    let allowed = |o: &str| {
+        s.origins.iter().any(|a| a == o) || local.is_some_and(|l| l.origins.iter().any(|a| a == o))
+    };
     match headers.get(header::ORIGIN) {
         None => Ok(()),
-        Some(o) if o.to_str().is_ok_and(|o| s.origins.iter().any(|a| a == o)) => Ok(()),
+        Some(o) if o.to_str().is_ok_and(allowed) => Ok(()),
         Some(_) => Err(rpc_error(
             StatusCode::FORBIDDEN,
             None,
@@ -270,7 +277,7 @@ fn admit<'s>(
     method: &'static str,
     headers: &HeaderMap,
 ) -> Result<(&'s Upstream, Arc<AccessClaims>), Response> {
-    check_origin(s, headers)?;
+    check_origin(s, local, headers)?;
     let up = s
         .upstreams
         .get(server)
@@ -363,10 +370,13 @@ fn check_session(
 fn check_headers(headers: &HeaderMap, frame: &Frame) -> Result<(), Response> {
     let (method, name) = match frame.message() {
         Message::Request { method, action, .. } => {
+            // `Mcp-Name` belongs to these three methods only.
             let name = match action {
                 warden_mcp::Action::CallTool { name, .. }
                 | warden_mcp::Action::GetPrompt { name, .. } => Some(name.as_str()),
-                warden_mcp::Action::ReadResource { uri } => Some(uri.as_str()),
+                warden_mcp::Action::ReadResource { uri } if method == "resources/read" => {
+                    Some(uri.as_str())
+                }
                 _ => None,
             };
             (Some(method.as_str()), name)
