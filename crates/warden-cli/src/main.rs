@@ -8,6 +8,7 @@ mod config_cmd;
 mod demo;
 mod keys_cmd;
 mod mcp_cmd;
+mod mcp_stdio;
 mod policy_cmd;
 mod serve;
 
@@ -53,6 +54,9 @@ enum Command {
     /// Act as an agent through a running Warden: list or call MCP tools (exit 3: refused).
     #[command(subcommand)]
     Mcp(mcp_cmd::McpCommand),
+    /// Be a stdio MCP server for a desktop client: launch an MCP server and mediate every
+    /// call to it as one agent (its key proves who), with the same policies and store.
+    McpStdio(mcp_stdio::McpStdioArgs),
     /// Load drivers for measuring a running Warden.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
         Command::Agent(args) => agent_cmd::run(args),
         Command::Keys(cmd) => keys_cmd::run(cmd),
         Command::Mcp(cmd) => mcp_cmd::run(cmd),
+        Command::McpStdio(args) => mcp_stdio::run(args),
         Command::Revoke(args) => admin_cmd::revoke(args),
         Command::Admin(cmd) => admin_cmd::run(cmd),
     };

@@ -26,16 +26,8 @@ fn filesystem_server() -> PathBuf {
     npm_installed("mcp-server-filesystem", &[FILESYSTEM_SERVER])
 }
 
-#[test]
-fn the_official_filesystem_server_behind_warden() {
-    let server = filesystem_server();
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().canonicalize().unwrap();
-    let allowed = root.join("allowed");
-    std::fs::create_dir(&allowed).unwrap();
-    std::fs::write(allowed.join("hello.txt"), "hello from inside").unwrap();
-    std::fs::create_dir(root.join("outside")).unwrap();
-    std::fs::write(root.join("outside/secret.txt"), "do not read").unwrap();
+/// Reader may read and list inside `allowed`; `..` and writes are forbidden.
+fn write_policies(root: &std::path::Path, allowed: &std::path::Path) {
     let policies = root.join("policies");
     std::fs::create_dir(&policies).unwrap();
     std::fs::write(
@@ -66,6 +58,19 @@ forbid (principal, action == Warden::Action::"call_tool", resource == Warden::To
         "namespace Warden { type Arguments = { \"path\"?: String, \"content\"?: String }; }",
     )
     .unwrap();
+}
+
+#[test]
+fn the_official_filesystem_server_behind_warden() {
+    let server = filesystem_server();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let allowed = root.join("allowed");
+    std::fs::create_dir(&allowed).unwrap();
+    std::fs::write(allowed.join("hello.txt"), "hello from inside").unwrap();
+    std::fs::create_dir(root.join("outside")).unwrap();
+    std::fs::write(root.join("outside/secret.txt"), "do not read").unwrap();
+    write_policies(&root, &allowed);
     std::fs::write(
         root.join("warden.toml"),
         format!(
@@ -167,4 +172,128 @@ forbid (principal, action == Warden::Action::"call_tool", resource == Warden::To
     for v in [&init, &r, &outside, &traversal, &write] {
         assert!(!v.to_string().contains("fs-secret-456"));
     }
+}
+
+/// `warden mcp-stdio`: a desktop client's view — JSON-RPC lines on Warden's stdin/stdout,
+/// the official filesystem server behind it, decided as agent `reader` with the same policies.
+#[test]
+fn warden_mcp_stdio_mediates_a_desktop_client() {
+    use std::io::{BufRead as _, Write as _};
+    let server = filesystem_server();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let allowed = root.join("allowed");
+    std::fs::create_dir(&allowed).unwrap();
+    std::fs::write(allowed.join("hello.txt"), "hello from inside").unwrap();
+    std::fs::write(root.join("secret.txt"), "do not read").unwrap();
+    write_policies(&root, &allowed);
+    let data = root.join("data");
+    let create = |id: &str| {
+        let out = warden()
+            .args([
+                "agent",
+                "create",
+                id,
+                "--sponsor",
+                "alice@example.com",
+                "--data-dir",
+            ])
+            .arg(&data)
+            .arg("--key-out")
+            .arg(root.join(format!("{id}.jwk")))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    create("reader");
+    create("someone-else");
+    let stdio = |key: &str| {
+        let mut c = warden();
+        c.args(["mcp-stdio", "--agent", "reader", "--agent-key"])
+            .arg(root.join(key))
+            .args(["--name", "fs", "--data-dir"])
+            .arg(&data)
+            .arg("--policies")
+            .arg(root.join("policies"))
+            .arg("--")
+            .arg(&server)
+            .arg(&allowed)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c
+    };
+
+    // Another agent's key does not make you `reader`.
+    let wrong = stdio("someone-else.jwk").output().unwrap();
+    assert!(!wrong.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("not a valid key of agent `reader`"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+
+    let mut child = stdio("reader.jwk").spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut ask = |id: i64, method: &str, params: Value| -> Value {
+        let line = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+        let mut answer = String::new();
+        stdout.read_line(&mut answer).unwrap();
+        serde_json::from_str(&answer).unwrap_or_else(|_| panic!("not JSON: {answer:?}"))
+    };
+    let init = ask(
+        1,
+        "initialize",
+        json!({"protocolVersion": "2025-11-25", "capabilities": {},
+               "clientInfo": {"name": "desktop", "version": "1"}}),
+    );
+    assert!(init["result"]["serverInfo"].is_object(), "{init}");
+    let tools = ask(2, "tools/list", json!({}));
+    let names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"read_text_file") && !names.contains(&"write_file"),
+        "{names:?}"
+    );
+    let path = allowed.join("hello.txt");
+    let read = ask(
+        3,
+        "tools/call",
+        json!({"name": "read_text_file", "arguments": {"path": path}}),
+    );
+    assert!(read.to_string().contains("hello from inside"), "{read}");
+    let outside = ask(
+        4,
+        "tools/call",
+        json!({"name": "read_text_file", "arguments": {"path": root.join("secret.txt")}}),
+    );
+    assert_eq!(outside["error"]["code"], -32001, "{outside}");
+    let write = ask(
+        5,
+        "tools/call",
+        json!({"name": "write_file", "arguments": {"path": allowed.join("x"), "content": "x"}}),
+    );
+    assert_eq!(
+        write["error"]["data"]["policies"],
+        json!(["read-only"]),
+        "{write}"
+    );
+    drop(stdin);
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(log.contains("stdio:reader"), "{log}");
+    assert!(!allowed.join("x").exists());
 }

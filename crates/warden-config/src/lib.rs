@@ -155,6 +155,12 @@ impl UpstreamConfig {
     }
 
     fn problem(&self) -> Option<String> {
+        if !(1..=3600).contains(&self.timeout_secs) {
+            return Some(format!(
+                "timeout_secs must be 1 to 3600 (is {})",
+                self.timeout_secs
+            ));
+        }
         let transport = match self.transport() {
             Some(t) => t,
             None if self.url.is_none() && self.command.is_none() => {

@@ -13,4 +13,4 @@ pub mod policy_files;
 pub mod reload;
 mod server;
 
-pub use server::{Server, ServerInfo, data_dir, unix_now};
+pub use server::{Headless, Server, ServerInfo, data_dir, unix_now};

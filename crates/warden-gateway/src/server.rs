@@ -62,7 +62,46 @@ pub struct Server {
     store: warden_store::SqliteStore,
     revocations: Arc<Revocations>,
     locals: Vec<LocalListener>,
+    mcp: Arc<crate::mcp::McpState>,
+    issuer: String,
     _watcher: Option<notify::RecommendedWatcher>,
+}
+
+/// Warden without its HTTP listener, serving one agent in-process (`warden mcp-stdio`): the
+/// same engine, store, upstreams and revocation state, and a router acting as that agent.
+#[derive(Debug)]
+pub struct Headless {
+    pub router: Router,
+    mcp: Arc<crate::mcp::McpState>,
+    sync: tokio::task::JoinHandle<()>,
+    _watcher: Option<notify::RecommendedWatcher>,
+}
+
+impl Headless {
+    /// Waits until the stdio upstream `name` has been initialized (or `timeout` passes).
+    pub async fn ready(&self, name: &str, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let ready = match self.mcp.upstreams.get(name).map(|u| &u.link) {
+                Some(crate::mcp::UpstreamLink::Stdio(c)) => c.init.load().is_some(),
+                Some(crate::mcp::UpstreamLink::Http(_)) => true,
+                None => return false,
+            };
+            if ready {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Headless {
+    fn drop(&mut self) {
+        self.sync.abort();
+    }
 }
 
 /// The data directory: config, else `$WARDEN_DATA_DIR`, else `$XDG_DATA_HOME/warden`,
@@ -347,6 +386,7 @@ impl Server {
             .merge(oauth_routes)
             .merge(admin_routes)
             .merge(crate::mcp::router(Arc::clone(&mcp_state)));
+        let issuer_kept = issuer.clone();
         if config.authzen.enabled {
             let authzen = Router::new()
                 .route(
@@ -397,12 +437,48 @@ impl Server {
             store,
             revocations,
             locals,
+            mcp: mcp_state,
+            issuer: issuer_kept,
             _watcher: watcher,
         })
     }
 
     pub fn info(&self) -> &ServerInfo {
         &self.info
+    }
+
+    /// An agent's registry record.
+    pub async fn agent(&self, id: &str) -> anyhow::Result<warden_core::AgentRecord> {
+        use warden_store::AgentStore as _;
+        let id = warden_core::AgentId::new(id).map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.store.agent(&id).await.map_err(|e| {
+            anyhow::anyhow!("agent `{id}`: {e} (register it first: warden agent create)")
+        })
+    }
+
+    /// Drops the HTTP listener and serves `binding`'s agent in-process instead: the router
+    /// answers `/mcp` and `/mcp/<upstream>` as that agent (see `mcp::local`). The agent
+    /// must be registered and active.
+    pub async fn into_headless(
+        self,
+        binding: &warden_config::LocalListenerConfig,
+        via: &str,
+    ) -> anyhow::Result<Headless> {
+        let agent = self.agent(&binding.agent).await?;
+        let mut b = crate::mcp::local::LocalBinding::new(binding, &agent, &self.issuer, unix_now())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        b.via = via.to_owned();
+        let sync = tokio::spawn(admin_api::sync_revocations(
+            self.store.clone(),
+            Arc::clone(&self.revocations),
+            Duration::from_secs(1),
+        ));
+        Ok(Headless {
+            router: crate::mcp::local_router(Arc::clone(&self.mcp), Arc::new(b)),
+            mcp: self.mcp,
+            sync,
+            _watcher: self._watcher,
+        })
     }
 
     /// Serves until `shutdown` completes.
