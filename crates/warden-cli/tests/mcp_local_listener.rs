@@ -15,7 +15,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 use warden_testkit::DemoOptions;
 
-use crate::common::{Warden, warden};
+use crate::common::{Warden, create_agent_offline, warden};
 
 const POLICIES: &str = r#"
 @id("assistant-crm")
@@ -24,25 +24,7 @@ when { [Warden::Tool::"crm/read_contact", Warden::Tool::"crm/log_call_note"].con
 "#;
 
 fn create_agent(data: &Path, id: &str) {
-    let out = warden()
-        .args([
-            "agent",
-            "create",
-            id,
-            "--sponsor",
-            "alice@example.com",
-            "--data-dir",
-        ])
-        .arg(data)
-        .arg("--key-out")
-        .arg(data.join(format!("{id}.jwk")))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    create_agent_offline(data, id, &data.join(format!("{id}.jwk")));
 }
 
 /// One JSON-RPC request over plain HTTP, no credentials: (status, parsed answer).

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use warden_client::mcp::McpSession;
 use warden_client::{AgentClient, TaskRequest};
 
-use crate::common::{Warden, npm_installed, warden};
+use crate::common::{Warden, create_agent_offline, npm_installed, warden};
 
 const FILESYSTEM_SERVER: &str = "@modelcontextprotocol/server-filesystem@2026.8.31";
 
@@ -188,27 +188,7 @@ fn warden_mcp_stdio_mediates_a_desktop_client() {
     std::fs::write(root.join("secret.txt"), "do not read").unwrap();
     write_policies(&root, &allowed);
     let data = root.join("data");
-    let create = |id: &str| {
-        let out = warden()
-            .args([
-                "agent",
-                "create",
-                id,
-                "--sponsor",
-                "alice@example.com",
-                "--data-dir",
-            ])
-            .arg(&data)
-            .arg("--key-out")
-            .arg(root.join(format!("{id}.jwk")))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let create = |id: &str| create_agent_offline(&data, id, &root.join(format!("{id}.jwk")));
     create("reader");
     create("someone-else");
     let stdio = |key: &str| {

@@ -207,3 +207,27 @@ pub fn npm_installed(bin: &str, packages: &[&str]) -> PathBuf {
     }
     path
 }
+
+/// Registers agent `id` straight in the store under `data` (no server running), writing its
+/// private key to `key_out`: `warden agent create` as a user runs it.
+pub fn create_agent_offline(data: &Path, id: &str, key_out: &Path) {
+    let out = warden()
+        .args([
+            "agent",
+            "create",
+            id,
+            "--sponsor",
+            "alice@example.com",
+            "--data-dir",
+        ])
+        .arg(data)
+        .arg("--key-out")
+        .arg(key_out)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "warden agent create {id}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -144,6 +144,18 @@ fn unknown_name(id: Option<&RequestId>, what: &str) -> Response {
     )
 }
 
+/// The Origin check and the caller (a token for `<issuer>/mcp`, or the local binding).
+#[allow(clippy::result_large_err)]
+fn admit(
+    s: &McpState,
+    local: Option<&LocalBinding>,
+    method: &'static str,
+    headers: &HeaderMap,
+) -> Result<Arc<warden_identity::token::AccessClaims>, Response> {
+    check_origin(s, local, headers)?;
+    super::authenticate(s, local, &s.aggregate_resource, SCOPE, method, headers)
+}
+
 /// `POST /mcp`.
 pub async fn post(
     State(s): State<Arc<McpState>>,
@@ -152,14 +164,10 @@ pub async fn post(
     body: Body,
 ) -> Response {
     let local = local.as_deref().map(Arc::as_ref);
-    if let Err(r) = check_origin(&s, local, &headers) {
-        return r;
-    }
-    let claims =
-        match super::authenticate(&s, local, &s.aggregate_resource, SCOPE, "POST", &headers) {
-            Ok(c) => c,
-            Err(r) => return r,
-        };
+    let claims = match admit(&s, local, "POST", &headers) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let frame = match read_frame(&s, &claims, SCOPE, body).await {
         Ok(f) => f,
         Err(r) => return r,
@@ -437,14 +445,10 @@ pub async fn end(
     headers: HeaderMap,
 ) -> Response {
     let local = local.as_deref().map(Arc::as_ref);
-    if let Err(r) = check_origin(&s, local, &headers) {
-        return r;
-    }
-    let claims =
-        match super::authenticate(&s, local, &s.aggregate_resource, SCOPE, "DELETE", &headers) {
-            Ok(c) => c,
-            Err(r) => return r,
-        };
+    let claims = match admit(&s, local, "DELETE", &headers) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     if let Err(r) = check_session(&s, SCOPE, &claims, &headers, None) {
         return r;
     }
