@@ -88,7 +88,7 @@ pub fn run(args: McpStdioArgs) -> anyhow::Result<ExitCode> {
             ..UpstreamConfig::default()
         },
     );
-    serve::init_logging(&config.log.level, config.log.format);
+    let _log = serve::init_logging(&config.log.level, config.log.format);
     let key = KeyPair::read_private(&args.agent_key).map_err(|e| anyhow::anyhow!("{e}"))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -42,7 +42,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(p) = args.policies {
         config.policy.dir = Some(p);
     }
-    init_logging(&config.log.level, config.log.format);
+    let _log = init_logging(&config.log.level, config.log.format);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -118,19 +118,30 @@ pub(crate) fn print_banner(info: &warden_gateway::ServerInfo) {
     }
 }
 
-pub(crate) fn init_logging(level: &str, format: LogFormat) {
+/// Logs go to stderr through a writer thread, so no request ever waits on a write(2) (the
+/// decision log is on the hot path). It never drops lines: when its buffer is full, logging
+/// waits. Keep the guard until exit: dropping it flushes.
+#[must_use = "dropping the guard stops the log writer"]
+pub(crate) fn init_logging(
+    level: &str,
+    format: LogFormat,
+) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         // Colour only on a terminal: log files and pipes get plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+    guard
 }
 
 pub(crate) async fn shutdown_signal() {

@@ -52,7 +52,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the demo tool servers")?;
         let config_file = write_files(&base, &secret, |s| tools.url(s), args.listen)?;
         let config = crate::config_cmd::load(&config_file)?;
-        serve::init_logging(&config.log.level, config.log.format);
+        let _log = serve::init_logging(&config.log.level, config.log.format);
         let server = Server::bind(&config).await.with_context(|| {
             format!(
                 "cannot start Warden on {} (another Warden running? try --listen 127.0.0.1:0)",
