@@ -640,14 +640,7 @@ async fn forward(
             json!({"reason": "sessions_full"}),
         );
     }
-    let mut out = Response::builder().status(parts.status);
-    if let Some(h) = out.headers_mut() {
-        for name in FORWARDED_RESPONSE_HEADERS {
-            if let Some(v) = parts.headers.get(name) {
-                h.insert(name, v.clone());
-            }
-        }
-    }
+    let out = relayed_head(&parts);
     let body = match list {
         None => Body::new(body),
         Some(kind) => {
@@ -688,6 +681,19 @@ async fn forward(
     };
     out.body(body)
         .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+}
+
+/// The upstream answer's status and the headers that may cross back to the agent.
+fn relayed_head(parts: &axum::http::response::Parts) -> axum::http::response::Builder {
+    let mut out = Response::builder().status(parts.status);
+    if let Some(h) = out.headers_mut() {
+        for name in FORWARDED_RESPONSE_HEADERS {
+            if let Some(v) = parts.headers.get(name) {
+                h.insert(name, v.clone());
+            }
+        }
+    }
+    out
 }
 
 pub(crate) fn upstream_failed(
@@ -772,15 +778,8 @@ async fn relay_bodyless(
     match http.send(method, headers, Bytes::new()).await {
         Ok(answer) => {
             let (parts, body) = answer.into_parts();
-            let mut out = Response::builder().status(parts.status);
-            if let Some(h) = out.headers_mut() {
-                for name in FORWARDED_RESPONSE_HEADERS {
-                    if let Some(v) = parts.headers.get(name) {
-                        h.insert(name, v.clone());
-                    }
-                }
-            }
-            out.body(Body::new(body))
+            relayed_head(&parts)
+                .body(Body::new(body))
                 .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
         }
         Err(e) => upstream_failed(&up.name, None, &e),
