@@ -532,7 +532,7 @@ fn the_aggregate_endpoint_namespaces_filters_routes_and_decides_per_upstream() {
 fn python_sdk() -> std::path::PathBuf {
     let venv = common::repo_root().join("target/pyenv");
     let python = venv.join("bin/python");
-    if !venv.join(".mcp-2.3.0").exists() {
+    common::installed_once(&venv.join(".mcp-2.3.0"), || {
         let ok = std::process::Command::new("python3")
             .args(["-m", "venv"])
             .arg(&venv)
@@ -545,7 +545,7 @@ fn python_sdk() -> std::path::PathBuf {
             .unwrap();
         assert!(ok.success(), "pip install mcp==2.3.0 failed");
         std::fs::write(venv.join(".mcp-2.3.0"), "").unwrap();
-    }
+    });
     python
 }
 

@@ -189,13 +189,31 @@ impl Drop for Warden {
     }
 }
 
+/// Runs `install` unless `done` exists, holding an exclusive lock on `target/.install.lock`
+/// meanwhile: tests run in parallel (threads here, processes under nextest) and two npm
+/// installs into one prefix race each other (`ENOTEMPTY`). `done` is checked again once the
+/// lock is held, so the second caller finds the first one's work.
+#[allow(dead_code)]
+pub fn installed_once(done: &Path, install: impl FnOnce()) {
+    if done.exists() {
+        return;
+    }
+    let target = repo_root().join("target");
+    std::fs::create_dir_all(&target).unwrap();
+    let lock = std::fs::File::create(target.join(".install.lock")).unwrap();
+    lock.lock().expect("lock target/.install.lock");
+    if !done.exists() {
+        install();
+    }
+}
+
 /// `node_modules/.bin/<bin>` under `target/npm`, installing `packages` with npm first if it
 /// is missing (reference peers: the official MCP servers and conformance suite).
 #[allow(dead_code)]
 pub fn npm_installed(bin: &str, packages: &[&str]) -> PathBuf {
     let prefix = repo_root().join("target/npm");
     let path = prefix.join("node_modules/.bin").join(bin);
-    if !path.exists() {
+    installed_once(&path, || {
         std::fs::create_dir_all(&prefix).unwrap();
         let ok = Command::new("npm")
             .args(["install", "--no-audit", "--no-fund", "--prefix"])
@@ -204,7 +222,7 @@ pub fn npm_installed(bin: &str, packages: &[&str]) -> PathBuf {
             .status()
             .expect("npm is needed to install the reference MCP peers");
         assert!(ok.success(), "npm install {packages:?} failed");
-    }
+    });
     path
 }
 
