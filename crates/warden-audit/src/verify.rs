@@ -1,0 +1,302 @@
+//! `warden audit verify`: recomputes every leaf hash and the tree from the stored records,
+//! checks every checkpoint's signature and that its signed root is the root of the records
+//! it covers (which is what a consistency proof between two checkpoints proves: both are
+//! prefixes of one sequence of leaves), and names the first record that does not fit.
+//!
+//! What it catches, and how it names it:
+//! * a byte of a record changed → the record whose bytes no longer hash to its stored hash,
+//!   or (if the stored hash was changed too) the first checkpoint whose root no longer
+//!   matches and the range of records it covers;
+//! * a record deleted → the missing sequence number;
+//! * two records swapped → the record whose own `seq` is not its position;
+//! * the tail cut off → a checkpoint covers more records than are left;
+//! * a checkpoint replaced → its signature, or its root against the records.
+//!
+//! A thief who holds the checkpoint key can rewrite everything consistently; keep a signed
+//! checkpoint elsewhere (`warden audit checkpoint`) and pass it with `--against` to catch
+//! that too.
+
+use std::path::Path;
+
+use ed25519_dalek::VerifyingKey;
+use rusqlite::{Connection, OpenFlags};
+
+use crate::log::{AUDIT_DB, AuditError};
+use crate::merkle::{Frontier, Hash, leaf_hash};
+use crate::note::{Checkpoint, parse_verifier_key};
+
+/// One thing wrong with the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// No record with this sequence number (deleted).
+    Missing { seq: u64 },
+    /// The record's bytes do not hash to its stored leaf hash (changed).
+    Changed { seq: u64 },
+    /// The record at this position says it belongs at another (moved, reordered).
+    Moved { seq: u64, claims: Option<u64> },
+    /// A checkpoint whose signature does not verify, or that is not a checkpoint of this log.
+    BadCheckpoint { size: u64, why: String },
+    /// The records up to `size` do not have the root the checkpoint signed: one of the
+    /// records from `from` (the previous good checkpoint) to `size - 1` was changed.
+    RootMismatch { size: u64, from: u64 },
+    /// A checkpoint covers more records than the log has (tail cut off).
+    Truncated { checkpoint: u64, records: u64 },
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Missing { seq } => write!(f, "record {seq} is missing (deleted)"),
+            Self::Changed { seq } => {
+                write!(
+                    f,
+                    "record {seq} was changed: its bytes do not hash to its leaf"
+                )
+            }
+            Self::Moved {
+                seq,
+                claims: Some(c),
+            } => {
+                write!(
+                    f,
+                    "record {seq} is out of place: it was written as record {c}"
+                )
+            }
+            Self::Moved { seq, claims: None } => {
+                write!(
+                    f,
+                    "record {seq} is not a leaf of this log (no sequence number)"
+                )
+            }
+            Self::BadCheckpoint { size, why } => write!(f, "checkpoint {size}: {why}"),
+            Self::RootMismatch { size, from } => write!(
+                f,
+                "checkpoint {size} does not match the records: one of records {from}..{} was \
+                 changed",
+                size.saturating_sub(1)
+            ),
+            Self::Truncated {
+                checkpoint,
+                records,
+            } => write!(
+                f,
+                "the log was cut: checkpoint {checkpoint} covers {checkpoint} records, only \
+                 {records} are left"
+            ),
+        }
+    }
+}
+
+/// What verification found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub records: u64,
+    pub checkpoints: u64,
+    /// The newest checkpoint's size (records after it are not yet covered by a signature).
+    pub checkpointed: u64,
+    pub root: Hash,
+    pub problems: Vec<Problem>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// The most problems listed; the first is what matters.
+const MAX_PROBLEMS: usize = 20;
+
+/// Opens `audit.db` of `data_dir` read-only.
+pub fn open_read_only(data_dir: &Path) -> Result<Connection, AuditError> {
+    let path = data_dir.join(AUDIT_DB);
+    if !path.exists() {
+        return Err(AuditError::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no audit log here"),
+        });
+    }
+    Ok(Connection::open_with_flags(
+        &path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?)
+}
+
+/// The `"seq":N}` a canonical leaf ends with.
+fn leaf_seq(leaf: &[u8]) -> Option<u64> {
+    let rest = leaf.strip_suffix(b"}")?;
+    let at = rest.iter().rposition(|b| *b == b':')?;
+    let (head, tail) = rest.split_at(at);
+    if !head.ends_with(b",\"seq\"") {
+        return None;
+    }
+    std::str::from_utf8(tail.get(1..)?).ok()?.parse().ok()
+}
+
+/// Verifies the log in `data_dir` against the checkpoint key `verifier_key`
+/// (`<name>+<id>+<key>`). `progress(done, total)` is called as records are read.
+pub fn verify(
+    data_dir: &Path,
+    verifier_key: &str,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Report, AuditError> {
+    let (name, key) =
+        parse_verifier_key(verifier_key).map_err(|e| AuditError::Corrupt(e.to_string()))?;
+    let conn = open_read_only(data_dir)?;
+    let mut problems = Vec::new();
+    let checkpoints = load_checkpoints(&conn, &name, &key, &mut problems)?;
+    let total: u64 = conn.query_row("SELECT COUNT(*) FROM records", [], |r| r.get(0))?;
+    let mut stmt = conn.prepare("SELECT seq, leaf, leaf_hash FROM records ORDER BY seq")?;
+    let mut rows = stmt.query([])?;
+    let mut frontier = Frontier::new();
+    let mut next_cp = 0;
+    let mut last_good = 0;
+    let mut mismatch_seen = false;
+    let push = |p: Problem, problems: &mut Vec<Problem>| {
+        if problems.len() < MAX_PROBLEMS {
+            problems.push(p);
+        }
+    };
+    let mut done = 0u64;
+    while let Some(row) = rows.next()? {
+        let seq: u64 = row.get(0)?;
+        let leaf = row.get_ref(1)?.as_bytes().map_err(rusqlite::Error::from)?;
+        let stored = row.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
+        let position = frontier.size();
+        if seq > position {
+            push(Problem::Missing { seq: position }, &mut problems);
+        }
+        let h = leaf_hash(leaf);
+        if h.as_slice() != stored {
+            push(Problem::Changed { seq }, &mut problems);
+        }
+        let claims = leaf_seq(leaf);
+        if claims != Some(seq) {
+            push(Problem::Moved { seq, claims }, &mut problems);
+        }
+        frontier.push(h);
+        while let Some((size, root)) = checkpoints.get(next_cp) {
+            if *size > frontier.size() {
+                break;
+            }
+            if *size == frontier.size() {
+                if frontier.root() == *root {
+                    last_good = *size;
+                } else if !mismatch_seen {
+                    mismatch_seen = true;
+                    push(
+                        Problem::RootMismatch {
+                            size: *size,
+                            from: last_good,
+                        },
+                        &mut problems,
+                    );
+                }
+            }
+            next_cp += 1;
+        }
+        done += 1;
+        if done.is_multiple_of(8192) {
+            progress(done, total);
+        }
+    }
+    progress(done, total);
+    if let Some((size, _)) = checkpoints.last()
+        && *size > frontier.size()
+    {
+        push(
+            Problem::Truncated {
+                checkpoint: *size,
+                records: frontier.size(),
+            },
+            &mut problems,
+        );
+    }
+    Ok(Report {
+        records: frontier.size(),
+        checkpoints: checkpoints.len() as u64,
+        checkpointed: checkpoints.last().map_or(0, |c| c.0),
+        root: frontier.root(),
+        problems,
+    })
+}
+
+/// The checkpoints whose signature verifies, by size; the others become problems.
+fn load_checkpoints(
+    conn: &Connection,
+    name: &str,
+    key: &VerifyingKey,
+    problems: &mut Vec<Problem>,
+) -> Result<Vec<(u64, Hash)>, AuditError> {
+    let mut stmt = conn.prepare("SELECT size, note FROM checkpoints ORDER BY size")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, u64>(0)?, r.get::<_, String>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (size, note) = row?;
+        match Checkpoint::open(&note, name, key) {
+            Ok(cp) if cp.size == size && cp.origin == name => out.push((size, cp.root)),
+            Ok(cp) => problems.push(Problem::BadCheckpoint {
+                size,
+                why: format!(
+                    "it is stored as checkpoint {size} but signs {} records of `{}`",
+                    cp.size, cp.origin
+                ),
+            }),
+            Err(e) => problems.push(Problem::BadCheckpoint {
+                size,
+                why: e.to_string(),
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// Checks the log against a signed checkpoint kept elsewhere: it must verify under the
+/// key, and the log's first `size` records must have its root.
+pub fn verify_against(
+    data_dir: &Path,
+    verifier_key: &str,
+    note: &str,
+) -> Result<Result<Checkpoint, String>, AuditError> {
+    let (name, key) =
+        parse_verifier_key(verifier_key).map_err(|e| AuditError::Corrupt(e.to_string()))?;
+    let cp = match Checkpoint::open(note, &name, &key) {
+        Ok(cp) => cp,
+        Err(e) => return Ok(Err(format!("the given checkpoint: {e}"))),
+    };
+    let conn = open_read_only(data_dir)?;
+    let mut stmt = conn.prepare("SELECT leaf FROM records WHERE seq < ?1 ORDER BY seq")?;
+    let mut rows = stmt.query([cp.size])?;
+    let mut f = Frontier::new();
+    while let Some(row) = rows.next()? {
+        f.push(leaf_hash(
+            row.get_ref(0)?.as_bytes().map_err(rusqlite::Error::from)?,
+        ));
+    }
+    Ok(if f.size() < cp.size {
+        Err(format!(
+            "the log was cut: the given checkpoint covers {} records, only {} are left",
+            cp.size,
+            f.size()
+        ))
+    } else if f.root() != cp.root {
+        Err(format!(
+            "the first {} records are not the ones the given checkpoint signed",
+            cp.size
+        ))
+    } else {
+        Ok(cp)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_sequence_number_at_the_end_of_a_leaf() {
+        assert_eq!(leaf_seq(br#"{"record":{"a":1},"seq":17}"#), Some(17));
+        assert_eq!(leaf_seq(br#"{"record":{"seq":3}}"#), None);
+        assert_eq!(leaf_seq(b"garbage"), None);
+    }
+}
