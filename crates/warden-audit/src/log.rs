@@ -231,7 +231,9 @@ pub(crate) fn connect(path: &Path) -> Result<Connection, AuditError> {
     let conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // Another writer (an offline `warden agent` command) holds the lock for milliseconds;
+    // longer than this and calls waiting for their records are refused rather than hung.
+    conn.busy_timeout(std::time::Duration::from_secs(2))?;
     conn.execute_batch(SCHEMA)?;
     Ok(conn)
 }
@@ -453,6 +455,13 @@ impl AuditLog {
         self.checkpoint(now_ms)?;
         Ok(seq)
     }
+}
+
+/// A name for a new log when none is configured: `warden.local/audit/<random id>`.
+pub fn default_origin() -> String {
+    let mut id = [0u8; 6];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
+    format!("warden.local/audit/{}", hex::encode(id))
 }
 
 /// Reads the verifier key for the log in `data_dir` from its key file.

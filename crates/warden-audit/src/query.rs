@@ -37,6 +37,21 @@ pub struct Entry {
 
 /// Records matching `f`, oldest first.
 pub fn query(conn: &Connection, f: &Filter) -> Result<Vec<Entry>, AuditError> {
+    leaves(conn, f)?
+        .into_iter()
+        .map(|(seq, leaf)| {
+            let mut v: Value = serde_json::from_str(&leaf)
+                .map_err(|e| AuditError::Corrupt(format!("record {seq} is not JSON: {e}")))?;
+            Ok(Entry {
+                seq,
+                record: v.get_mut("record").map(Value::take).unwrap_or(Value::Null),
+            })
+        })
+        .collect()
+}
+
+/// The stored leaves (canonical bytes, as hashed) of the records matching `f`.
+pub fn leaves(conn: &Connection, f: &Filter) -> Result<Vec<(u64, String)>, AuditError> {
     let mut sql = String::from("SELECT seq, leaf FROM records WHERE 1=1");
     let mut args: Vec<SqlValue> = Vec::new();
     let mut cond = |col: &str, op: &str, v: SqlValue| {
@@ -77,16 +92,7 @@ pub fn query(conn: &Connection, f: &Filter) -> Result<Vec<Entry>, AuditError> {
     let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
         Ok((r.get::<_, u64>(0)?, r.get::<_, String>(1)?))
     })?;
-    rows.map(|row| {
-        let (seq, leaf) = row?;
-        let mut v: Value = serde_json::from_str(&leaf)
-            .map_err(|e| AuditError::Corrupt(format!("record {seq} is not JSON: {e}")))?;
-        Ok(Entry {
-            seq,
-            record: v.get_mut("record").map(Value::take).unwrap_or(Value::Null),
-        })
-    })
-    .collect()
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
 /// The newest checkpoint, if any.

@@ -50,6 +50,12 @@ struct Job {
     ack: Option<oneshot::Sender<Result<u64, String>>>,
 }
 
+enum Msg {
+    Record(Job),
+    /// Commit what is queued, sign a checkpoint, then answer.
+    Flush(oneshot::Sender<()>),
+}
+
 /// Counters for the metrics endpoint and `warden audit status`.
 #[derive(Debug, Default)]
 pub struct AuditHealth {
@@ -81,7 +87,7 @@ impl AuditHealth {
 /// The handle the decision path holds. Cloning shares the writer.
 #[derive(Clone)]
 pub struct Auditor {
-    tx: SyncSender<Job>,
+    tx: SyncSender<Msg>,
     health: Arc<AuditHealth>,
     origin: Arc<str>,
     verifier_key: Arc<str>,
@@ -144,7 +150,7 @@ impl Auditor {
     }
 
     fn send(&self, job: Job) -> Result<(), AuditError> {
-        self.tx.try_send(job).map_err(|e| match e {
+        self.tx.try_send(Msg::Record(job)).map_err(|e| match e {
             TrySendError::Full(_) => AuditError::Full(QUEUE_CAPACITY),
             TrySendError::Disconnected(_) => AuditError::Stopped,
         })
@@ -165,6 +171,25 @@ impl Auditor {
             Ok(Err(e)) => Err(AuditError::Corrupt(e)),
             Err(_) => Err(AuditError::Stopped),
         }
+    }
+
+    /// Waits until everything queued before this call is committed and covered by a signed
+    /// checkpoint (graceful shutdown, tests).
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        // A full queue drains quickly; a stopped writer has nothing left to flush.
+        let mut msg = Msg::Flush(tx);
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Full(m)) => {
+                    msg = m;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
+        let _ = rx.await;
     }
 
     /// Queues `r` without waiting (refusals, outcomes, events that gate nothing). A
@@ -206,7 +231,7 @@ impl Group {
     }
 }
 
-fn run(mut log: AuditLog, rx: &Receiver<Job>, policy: CheckpointPolicy, health: &AuditHealth) {
+fn run(mut log: AuditLog, rx: &Receiver<Msg>, policy: CheckpointPolicy, health: &AuditHealth) {
     // Records left uncovered by a crash get their checkpoint now.
     checkpoint(&mut log, health);
     let mut last_checkpoint = Instant::now();
@@ -214,19 +239,29 @@ fn run(mut log: AuditLog, rx: &Receiver<Job>, policy: CheckpointPolicy, health: 
     let mut group = Group::default();
     loop {
         let wait = policy.every.saturating_sub(last_checkpoint.elapsed());
+        let mut flushes = Vec::new();
         match rx.recv_timeout(wait.max(Duration::from_millis(1))) {
-            Ok(job) => group.add(job),
+            Ok(Msg::Record(job)) => group.add(job),
+            Ok(Msg::Flush(done)) => flushes.push(done),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        while group.acks.len() < MAX_BATCH {
+        while group.acks.len() < MAX_BATCH && flushes.is_empty() {
             match rx.try_recv() {
-                Ok(job) => group.add(job),
+                Ok(Msg::Record(job)) => group.add(job),
+                Ok(Msg::Flush(done)) => flushes.push(done),
                 Err(_) => break,
             }
         }
         if !group.acks.is_empty() {
             lost = commit(&mut log, &mut group, lost, health);
+        }
+        if !flushes.is_empty() {
+            checkpoint(&mut log, health);
+            last_checkpoint = Instant::now();
+            for done in flushes {
+                let _ = done.send(());
+            }
         }
         let due = log.size() - log.checkpointed().0 >= policy.every_records
             || last_checkpoint.elapsed() >= policy.every;

@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Subcommand;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use warden_audit::EventRecord;
 use warden_client::{AdminClient, AgentClient, TaskRequest};
 use warden_core::{ActionKind, PublicJwk};
 use warden_core::{AgentId, AgentRecord, AgentState, AutonomyLevel, NewAgent};
@@ -170,14 +171,44 @@ enum SponsorCommand {
 
 /// Where registry changes go.
 enum Registry {
-    Store(SqliteStore),
+    /// Straight in the data directory; changes are written to its audit log here.
+    Store(SqliteStore, Box<std::sync::Mutex<warden_audit::AuditLog>>),
+    /// Through a running Warden's admin API, which audits them itself.
     Api(AdminClient),
 }
 
 impl Registry {
+    /// Writes the audit record of an offline change (the server's own changes are audited
+    /// by the server).
+    fn audit(
+        &self,
+        event: &str,
+        agent: &AgentId,
+        f: impl FnOnce(EventRecord) -> EventRecord,
+    ) -> anyhow::Result<()> {
+        if let Self::Store(_, log) = self {
+            let now = warden_gateway::audit::now_ms();
+            let e = f(EventRecord::new(now, event, "cli").agent(agent.as_str()));
+            let mut log = log
+                .lock()
+                .map_err(|_| anyhow::anyhow!("audit log lock poisoned"))?;
+            log.append_now(&warden_audit::Record::Event(e), now)
+                .context("the change was made but its audit record could not be written")?;
+        }
+        Ok(())
+    }
+
     async fn create(&self, a: NewAgent, t: i64) -> anyhow::Result<AgentRecord> {
         Ok(match self {
-            Self::Store(s) => s.create_agent(a, t).await?,
+            Self::Store(s, _) => {
+                let r = s.create_agent(a, t).await?;
+                self.audit("agent_created", &r.id, |e| {
+                    e.detail("sponsors", r.sponsors.clone())
+                        .detail("autonomy", r.autonomy.as_str())
+                        .detail("purpose", r.purpose.clone())
+                })?;
+                r
+            }
             Self::Api(c) => c.create_agent(
                 a.id.as_str(),
                 &a.name,
@@ -192,14 +223,14 @@ impl Registry {
 
     async fn agents(&self) -> anyhow::Result<Vec<AgentRecord>> {
         Ok(match self {
-            Self::Store(s) => s.agents().await?,
+            Self::Store(s, _) => s.agents().await?,
             Self::Api(c) => c.agents()?,
         })
     }
 
     async fn agent(&self, id: &AgentId) -> anyhow::Result<AgentRecord> {
         Ok(match self {
-            Self::Store(s) => s.agent(id).await?,
+            Self::Store(s, _) => s.agent(id).await?,
             Self::Api(c) => c.agent(id.as_str())?,
         })
     }
@@ -212,7 +243,16 @@ impl Registry {
         t: i64,
     ) -> anyhow::Result<AgentRecord> {
         Ok(match self {
-            Self::Store(s) => s.set_state(id, state, t).await?,
+            Self::Store(s, _) => {
+                let r = s.set_state(id, state, t).await?;
+                let name = match state {
+                    AgentState::Active => "agent_resumed",
+                    AgentState::Suspended => "agent_suspended",
+                    AgentState::Revoked => "agent_revoked",
+                };
+                self.audit(name, id, |e| e.reason(reason))?;
+                r
+            }
             Self::Api(c) => {
                 let verb = match state {
                     AgentState::Active => "resume",
@@ -231,7 +271,13 @@ impl Registry {
         t: i64,
     ) -> anyhow::Result<AgentRecord> {
         Ok(match self {
-            Self::Store(s) => s.set_autonomy(id, level, t).await?,
+            Self::Store(s, _) => {
+                let r = s.set_autonomy(id, level, t).await?;
+                self.audit("autonomy_changed", id, |e| {
+                    e.detail("autonomy", level.as_str())
+                })?;
+                r
+            }
             Self::Api(c) => c.set_autonomy(id.as_str(), level)?,
         })
     }
@@ -243,7 +289,11 @@ impl Registry {
         t: i64,
     ) -> anyhow::Result<AgentRecord> {
         Ok(match self {
-            Self::Store(s) => s.add_sponsor(id, sponsor, t).await?,
+            Self::Store(s, _) => {
+                let r = s.add_sponsor(id, sponsor, t).await?;
+                self.audit("sponsor_added", id, |e| e.detail("sponsor", sponsor))?;
+                r
+            }
             Self::Api(c) => c.add_sponsor(id.as_str(), sponsor)?,
         })
     }
@@ -255,8 +305,12 @@ impl Registry {
         t: i64,
     ) -> anyhow::Result<(AgentRecord, bool)> {
         Ok(match self {
-            Self::Store(s) => {
+            Self::Store(s, _) => {
                 let r = s.remove_sponsor(id, sponsor, t).await?;
+                self.audit("sponsor_removed", id, |e| {
+                    e.detail("sponsor", sponsor)
+                        .detail("suspended", r.suspended)
+                })?;
                 (r.agent, r.suspended)
             }
             Self::Api(c) => c.remove_sponsor(id.as_str(), sponsor)?,
@@ -271,7 +325,11 @@ impl Registry {
         t: i64,
     ) -> anyhow::Result<AgentRecord> {
         Ok(match self {
-            Self::Store(s) => s.rotate_key(id, key, grace, t).await?,
+            Self::Store(s, _) => {
+                let r = s.rotate_key(id, key, grace, t).await?;
+                self.audit("key_rotated", id, |e| e)?;
+                r
+            }
             Self::Api(c) => c.rotate_key(id.as_str(), &key, grace)?,
         })
     }
@@ -384,10 +442,25 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     let store = SqliteStore::open_in(&data_dir, warden_gateway::unix_now())
         .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+    let origin = config
+        .audit
+        .origin
+        .clone()
+        .unwrap_or_else(warden_audit::log::default_origin);
+    let log = warden_audit::AuditLog::open(&data_dir, &origin).with_context(|| {
+        format!(
+            "cannot open the audit log in {}; check it with `warden audit verify`",
+            data_dir.display()
+        )
+    })?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(dispatch(&Registry::Store(store), args.command, args.json))
+    rt.block_on(dispatch(
+        &Registry::Store(store, Box::new(std::sync::Mutex::new(log))),
+        args.command,
+        args.json,
+    ))
 }
 
 async fn dispatch(store: &Registry, cmd: AgentCommand, json: bool) -> anyhow::Result<ExitCode> {
@@ -604,7 +677,7 @@ fn print_list(all: &[AgentRecord]) {
 }
 
 /// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (civil-from-days, H. Hinnant).
-fn rfc3339(secs: i64) -> String {
+pub(crate) fn rfc3339(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let z = days + 719_468;

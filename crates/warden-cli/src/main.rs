@@ -2,6 +2,7 @@
 
 mod admin_cmd;
 mod agent_cmd;
+mod audit_cmd;
 mod bench;
 mod bench_mcp;
 mod config_cmd;
@@ -43,6 +44,9 @@ enum Command {
     Policy(policy_cmd::PolicyCommand),
     /// Register and manage agent identities.
     Agent(agent_cmd::AgentArgs),
+    /// Verify, query, prove and export the tamper-evident audit trail.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCommand),
     /// Revoke a token (and its delegation subtree), a task or an agent's tokens.
     Revoke(admin_cmd::RevokeArgs),
     /// Admin API credentials.
@@ -81,6 +85,7 @@ fn main() -> ExitCode {
         Command::Keys(cmd) => keys_cmd::run(cmd),
         Command::Mcp(cmd) => mcp_cmd::run(cmd),
         Command::McpStdio(args) => mcp_stdio::run(args),
+        Command::Audit(cmd) => audit_cmd::run(cmd),
         Command::Revoke(args) => admin_cmd::revoke(args),
         Command::Admin(cmd) => admin_cmd::run(cmd),
     };

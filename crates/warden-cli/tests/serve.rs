@@ -32,8 +32,26 @@ fn serve_with_no_arguments_runs_the_embedded_default() {
     let key_files: Vec<_> = std::fs::read_dir(dir.join("keys"))
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("signing-")
+        })
         .collect();
     assert_eq!(key_files.len(), 1);
+    // ...and the audit log with its checkpoint key, owner-only too.
+    assert!(dir.join("audit.db").is_file());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("keys/audit-ed25519.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

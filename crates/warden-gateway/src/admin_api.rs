@@ -28,6 +28,7 @@ use warden_store::{
 };
 
 use crate::unix_now;
+use warden_audit::EventRecord;
 
 /// The prefix of admin secrets, so a leaked one is recognisable (secret scanners).
 pub const SECRET_PREFIX: &str = "wdn_admin_";
@@ -53,6 +54,9 @@ pub struct AdminState {
     pub store: SqliteStore,
     pub revocations: Arc<Revocations>,
     pub max_body: usize,
+    pub audit: Arc<crate::audit::Audit>,
+    /// Where `audit.db` is (read by the audit endpoints).
+    pub data_dir: std::path::PathBuf,
 }
 
 type ApiResult = Result<Response, Response>;
@@ -154,6 +158,24 @@ fn collapse(r: ApiResult) -> Response {
     r.unwrap_or_else(|e| e)
 }
 
+/// Writes the audit record of a change an admin made, durably, before the change is
+/// reported done. If it cannot be written the admin is told so (the change itself stands:
+/// it was made first, and the gap is in the log's health counters).
+async fn audited(s: &AdminState, e: EventRecord) -> Result<(), Response> {
+    s.audit.event_durable(e).await.map(|_| ()).map_err(|e| {
+        tracing::error!(target: "warden::audit", "admin change not audited: {e}");
+        err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unavailable",
+            format!("the change was made but its audit record could not be written: {e}"),
+        )
+    })
+}
+
+fn event(name: &str, who: &AdminCredential) -> EventRecord {
+    EventRecord::new(crate::audit::now_ms(), name, &who.name)
+}
+
 /// The agent's new state becomes visible to token checks at once.
 fn publish(state: &AdminState, a: &AgentRecord) {
     state
@@ -238,6 +260,10 @@ pub async fn create_agent(State(s): State<Arc<AdminState>>, req: Request) -> Res
             .await
             .map_err(store_err)?;
         tracing::info!(admin = %who.name, agent = %rec.id, sponsors = ?rec.sponsors, "agent created");
+        audited(&s, event("agent_created", &who).agent(rec.id.as_str())
+            .detail("sponsors", rec.sponsors.clone())
+            .detail("autonomy", rec.autonomy.as_str())
+            .detail("purpose", rec.purpose.clone())).await?;
         Ok((StatusCode::CREATED, Json(rec)).into_response())
     }.await)
 }
@@ -259,6 +285,16 @@ async fn change_state(s: &AdminState, id: &str, req: Request, to: AgentState) ->
         .map_err(store_err)?;
     publish(s, &rec);
     tracing::info!(admin = %who.name, agent = %rec.id, state = rec.state.as_str(), reason = %r.reason, "agent state changed");
+    let name = match to {
+        AgentState::Active => "agent_resumed",
+        AgentState::Suspended => "agent_suspended",
+        AgentState::Revoked => "agent_revoked",
+    };
+    audited(
+        s,
+        event(name, &who).agent(rec.id.as_str()).reason(&r.reason),
+    )
+    .await?;
     Ok(ok(rec))
 }
 
@@ -302,6 +338,7 @@ pub async fn set_autonomy(
         let b: SetAutonomy = body(&s, req).await?;
         let rec = s.store.set_autonomy(&agent_id(&id)?, b.autonomy, unix_now()).await.map_err(store_err)?;
         tracing::info!(admin = %who.name, agent = %rec.id, autonomy = rec.autonomy.as_str(), "agent autonomy changed");
+        audited(&s, event("autonomy_changed", &who).agent(rec.id.as_str()).detail("autonomy", rec.autonomy.as_str())).await?;
         Ok(ok(rec))
     }.await)
 }
@@ -322,6 +359,7 @@ pub async fn add_sponsor(
         let b: Sponsor = body(&s, req).await?;
         let rec = s.store.add_sponsor(&agent_id(&id)?, &b.sponsor, unix_now()).await.map_err(store_err)?;
         tracing::info!(admin = %who.name, agent = %rec.id, sponsor = %b.sponsor, "sponsor added");
+        audited(&s, event("sponsor_added", &who).agent(rec.id.as_str()).detail("sponsor", b.sponsor.clone())).await?;
         Ok(ok(rec))
     }.await)
 }
@@ -336,6 +374,7 @@ pub async fn remove_sponsor(
         let r = s.store.remove_sponsor(&agent_id(&id)?, &sponsor, unix_now()).await.map_err(store_err)?;
         publish(&s, &r.agent);
         tracing::info!(admin = %who.name, agent = %r.agent.id, sponsor = %sponsor, suspended = r.suspended, "sponsor removed");
+        audited(&s, event("sponsor_removed", &who).agent(r.agent.id.as_str()).detail("sponsor", sponsor.clone()).detail("suspended", r.suspended)).await?;
         Ok(ok(json!({"agent": r.agent, "suspended": r.suspended})))
     }.await)
 }
@@ -378,6 +417,7 @@ pub async fn rotate_key(
                 .await
                 .map_err(store_err)?;
             tracing::info!(admin = %who.name, agent = %rec.id, "agent key rotated");
+            audited(&s, event("key_rotated", &who).agent(rec.id.as_str())).await?;
             Ok(ok(rec))
         }
         .await,
@@ -438,6 +478,14 @@ pub async fn add_revocation(State(s): State<Arc<AdminState>>, req: Request) -> R
             // at the next restart.
             s.revocations.extend([&b.what]);
             tracing::info!(admin = %who.name, kind, value, reason = %b.reason, "revoked");
+            let mut e = event("revoked", &who)
+                .reason(&b.reason)
+                .detail("kind", kind)
+                .detail("value", value);
+            if kind == "agent" {
+                e = e.agent(value);
+            }
+            audited(&s, e).await?;
             Ok((StatusCode::CREATED, Json(rec)).into_response())
         }
         .await,
@@ -484,6 +532,11 @@ pub async fn create_admin(State(s): State<Arc<AdminState>>, req: Request) -> Res
                 .await
                 .map_err(store_err)?;
             tracing::info!(admin = %who.name, created = %cred.name, "admin credential created");
+            audited(
+                &s,
+                event("admin_created", &who).detail("name", cred.name.clone()),
+            )
+            .await?;
             Ok((
                 StatusCode::CREATED,
                 Json(json!({"name": cred.name, "secret": secret,
@@ -553,4 +606,95 @@ pub async fn sync_once(
         revocations.extend(items.iter());
     }
     Ok(())
+}
+
+/// `GET /admin/v1/audit?agent=&task=&since=&until=&decision=&kind=&after=&limit=`: records,
+/// oldest first (`since`/`until` in Unix milliseconds; `limit` at most 1000, default 100).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    pub agent: Option<String>,
+    pub task: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub decision: Option<String>,
+    pub kind: Option<String>,
+    pub after: Option<u64>,
+    pub limit: Option<u64>,
+}
+
+fn audit_db(s: &AdminState) -> Result<rusqlite::Connection, Response> {
+    warden_audit::verify::open_read_only(&s.data_dir).map_err(|e| {
+        err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unavailable",
+            format!("the audit log cannot be read: {e}"),
+        )
+    })
+}
+
+pub async fn audit_records(
+    State(s): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    collapse(
+        async {
+            admin(&s, &headers).await?;
+            let q = query
+                .map_err(|e| err(StatusCode::BAD_REQUEST, "invalid_request", e))?
+                .0;
+            let filter = warden_audit::query::Filter {
+                agent: q.agent,
+                task: q.task,
+                since_ms: q.since,
+                until_ms: q.until,
+                decision: q.decision,
+                kind: q.kind,
+                after_seq: q.after,
+                limit: Some(q.limit.unwrap_or(100).min(1000)),
+            };
+            let s2 = Arc::clone(&s);
+            let records = tokio::task::spawn_blocking(move || {
+                let db = audit_db(&s2)?;
+                warden_audit::query::query(&db, &filter)
+                    .map_err(|e| err(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", e))
+            })
+            .await
+            .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))??;
+            Ok(ok(json!({"records": records})))
+        }
+        .await,
+    )
+}
+
+/// `GET /admin/v1/audit/checkpoint`: the newest signed checkpoint and the key that verifies
+/// it — keep copies elsewhere to catch a rewrite of the whole log.
+pub async fn audit_checkpoint(State(s): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
+    collapse(
+        async {
+            admin(&s, &headers).await?;
+            let s2 = Arc::clone(&s);
+            let cp = tokio::task::spawn_blocking(move || {
+                let db = audit_db(&s2)?;
+                warden_audit::query::latest_checkpoint(&db)
+                    .map_err(|e| err(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", e))
+            })
+            .await
+            .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))??;
+            let h = s.audit.auditor.health();
+            use std::sync::atomic::Ordering::Relaxed;
+            Ok(ok(json!({
+                "checkpoint": cp.as_ref().map(|c| &c.note),
+                "size": cp.as_ref().map(|c| c.size),
+                "time_ms": cp.as_ref().map(|c| c.time_ms),
+                "verifier_key": s.audit.auditor.verifier_key(),
+                "records": h.size.load(Relaxed),
+                "failing": h.failing.load(Relaxed),
+                "failed_records": h.failed.load(Relaxed),
+                "last_error": h.last_error(),
+            })))
+        }
+        .await,
+    )
 }

@@ -6,6 +6,7 @@
 //! [`warden_config::Config`]) and makes no decisions (the engine does).
 
 pub mod admin_api;
+pub mod audit;
 mod authzen_api;
 pub mod mcp;
 pub mod oauth;

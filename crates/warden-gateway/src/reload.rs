@@ -9,11 +9,13 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use warden_policy::{Engine, Reload};
 
+use crate::audit::Audit;
 use crate::policy_files;
 
 /// Starts watching `dir`. The returned watcher must be kept alive.
 pub fn watch(
     engine: Arc<Engine>,
+    audit: Arc<Audit>,
     dir: PathBuf,
     debounce: Duration,
 ) -> notify::Result<notify::RecommendedWatcher> {
@@ -33,7 +35,9 @@ pub fn watch(
             while rx.try_recv().is_ok() {}
             let engine = Arc::clone(&engine);
             let dir = dir.clone();
-            let outcome = tokio::task::spawn_blocking(move || reload_now(&engine, &dir)).await;
+            let audit = Arc::clone(&audit);
+            let outcome =
+                tokio::task::spawn_blocking(move || reload_now(&engine, &audit, &dir)).await;
             if let Err(e) = outcome {
                 tracing::error!(error = %e, "policy reload task failed; the running policy set stays");
             }
@@ -43,7 +47,7 @@ pub fn watch(
 }
 
 /// Reads and loads `dir` now; logs what happened. Returns true when a new set is in force.
-pub fn reload_now(engine: &Engine, dir: &std::path::Path) -> bool {
+pub fn reload_now(engine: &Engine, audit: &Audit, dir: &std::path::Path) -> bool {
     let sources = match policy_files::read_dir(dir) {
         Ok(s) => s,
         Err(e) => {
@@ -61,12 +65,39 @@ pub fn reload_now(engine: &Engine, dir: &std::path::Path) -> bool {
                 files = s.files,
                 "policy set reloaded"
             );
+            {
+                audit.event(
+                    warden_audit::EventRecord::new(
+                        crate::audit::now_ms(),
+                        "policy_loaded",
+                        "warden",
+                    )
+                    .detail("policy_version", to.version().to_owned())
+                    .detail("previous", from.to_string())
+                    .detail("policies", s.policies)
+                    .detail("source", dir.display().to_string()),
+                );
+            }
             true
         }
         Ok(Reload::Unchanged) => false,
         Err(errors) => {
             for e in &errors.0 {
                 tracing::error!(error = %e, "policy reload rejected; the running policy set stays");
+            }
+            {
+                audit.event(
+                    warden_audit::EventRecord::new(
+                        crate::audit::now_ms(),
+                        "policy_rejected",
+                        "warden",
+                    )
+                    .detail(
+                        "errors",
+                        errors.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    )
+                    .detail("source", dir.display().to_string()),
+                );
             }
             false
         }

@@ -64,7 +64,36 @@ pub struct Server {
     locals: Vec<LocalListener>,
     mcp: Arc<crate::mcp::McpState>,
     issuer: String,
+    audit: Arc<crate::audit::Audit>,
     _watcher: Option<notify::RecommendedWatcher>,
+}
+
+/// Opens the audit log of `data_dir` and starts its writer. A log that does not open
+/// (damaged, cut short) stops the server: it must not run without its record.
+fn open_audit(
+    config: &Config,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Arc<crate::audit::Audit>> {
+    let origin = config
+        .audit
+        .origin
+        .clone()
+        .unwrap_or_else(warden_audit::log::default_origin);
+    let log = warden_audit::AuditLog::open(data_dir, &origin).with_context(|| {
+        format!(
+            "cannot open the audit log in {dir}; see what is wrong with `warden audit verify \
+             --data-dir {dir}`",
+            dir = data_dir.display()
+        )
+    })?;
+    let (auditor, _writer) = warden_audit::Auditor::start(
+        log,
+        warden_audit::CheckpointPolicy {
+            every_records: config.audit.checkpoint_every_records,
+            every: Duration::from_secs(config.audit.checkpoint_every_secs),
+        },
+    );
+    Ok(crate::audit::Audit::new(auditor, config.audit.durability))
 }
 
 /// Warden without its HTTP listener, serving one agent in-process (`warden mcp-stdio`): the
@@ -211,6 +240,7 @@ impl Server {
             .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
         let keys = warden_identity::ServerKeys::load_or_create(&data_dir.join("keys"), now)
             .context("cannot load Warden's signing keys")?;
+        let audit = open_audit(config, &data_dir)?;
         let signing_kid = keys.current().public_jwk().kid;
         let jwks = keys.jwks();
         let keys = Arc::new(keys);
@@ -254,6 +284,17 @@ impl Server {
         let policies = snapshot.stats().policies;
         let engine = Arc::new(Engine::new(snapshot));
         tracing::info!(version = %info_version, policies, source = %policy_source, "policy set loaded");
+        audit.event(
+            warden_audit::EventRecord::new(crate::audit::now_ms(), "server_started", "warden")
+                .detail("version", env!("CARGO_PKG_VERSION"))
+                .detail("listen", config.server.listen.to_string()),
+        );
+        audit.event(
+            warden_audit::EventRecord::new(crate::audit::now_ms(), "policy_loaded", "warden")
+                .detail("policy_version", info_version.clone())
+                .detail("policies", policies)
+                .detail("source", policy_source.clone()),
+        );
 
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
@@ -293,6 +334,7 @@ impl Server {
             max_depth: config.oauth.max_delegation_depth,
             idps,
             max_body: config.server.max_body_bytes,
+            audit: Arc::clone(&audit),
         });
         let mcp_state = Arc::new(
             crate::mcp::McpState::new(config, Arc::clone(&authority))
@@ -304,6 +346,8 @@ impl Server {
             store: store.clone(),
             revocations: Arc::clone(&revocations),
             max_body: config.server.max_body_bytes,
+            audit: Arc::clone(&audit),
+            data_dir: data_dir.clone(),
         });
 
         let api_key = config
@@ -330,6 +374,10 @@ impl Server {
         });
         let mut router = Router::new()
             .route("/healthz", get(|| async { "ok\n" }))
+            .route(
+                "/metrics",
+                get(crate::audit::metrics).with_state(Arc::clone(&audit)),
+            )
             .route(
                 "/.well-known/jwks.json",
                 get(move || {
@@ -380,6 +428,11 @@ impl Server {
             )
             .route("/admin/v1/admins", post(admin_api::create_admin))
             .route("/admin/v1/whoami", get(admin_api::whoami))
+            .route("/admin/v1/audit", get(admin_api::audit_records))
+            .route(
+                "/admin/v1/audit/checkpoint",
+                get(admin_api::audit_checkpoint),
+            )
             .route("/admin/{*rest}", axum::routing::any(admin_api::not_found))
             .with_state(admin);
         router = router
@@ -409,6 +462,7 @@ impl Server {
             (Some(dir), true) => Some(
                 reload::watch(
                     Arc::clone(&engine),
+                    Arc::clone(&audit),
                     dir.clone(),
                     Duration::from_millis(config.policy.debounce_ms),
                 )
@@ -439,6 +493,7 @@ impl Server {
             locals,
             mcp: mcp_state,
             issuer: issuer_kept,
+            audit,
             _watcher: watcher,
         })
     }
@@ -510,6 +565,13 @@ impl Server {
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;
+        self.audit.event(warden_audit::EventRecord::new(
+            crate::audit::now_ms(),
+            "server_stopped",
+            "warden",
+        ));
+        // Everything recorded is committed and under a signed checkpoint before exit.
+        self.audit.auditor.flush().await;
         sync.abort();
         for l in locals {
             l.abort();

@@ -1,6 +1,8 @@
 //! Starts the real `warden` binary and talks to it over loopback HTTP.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod env;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -179,6 +181,32 @@ impl Warden {
             resp.status().as_u16(),
             resp.body_mut().read_to_string().unwrap_or_default(),
         )
+    }
+}
+
+impl Warden {
+    /// Stops the server as an operator does (SIGTERM) and waits until it has exited.
+    pub fn terminate(mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                assert!(
+                    status.success(),
+                    "warden exited with {status} after SIGTERM"
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("warden did not stop within 20 s of SIGTERM");
+    }
+
+    /// kill -9: no chance to finish anything.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -25,9 +25,10 @@ use warden_mcp::{ListKind, Message, Permitted, RequestId, codes};
 use super::decide::{self, Caller, Mediation};
 use super::held::{self, Face};
 use super::local::LocalBinding;
+use super::trail::{self, Trail};
 use super::{
-    McpState, Upstream, check_headers, check_origin, check_session, is_stateless, log_decision,
-    read_frame, refuse, rpc_error, stated_reason, upstream_failed,
+    McpState, Upstream, check_headers, check_origin, check_session, is_stateless, read_frame,
+    refuse, rpc_error, stated_reason, upstream_failed,
 };
 use crate::unix_now;
 
@@ -164,18 +165,35 @@ pub async fn post(
     body: Body,
 ) -> Response {
     let local = local.as_deref().map(Arc::as_ref);
-    let claims = match admit(&s, local, "POST", &headers) {
+    let mut trail = Trail::new(SCOPE, local);
+    let r = post_inner(&s, &mut trail, local, &headers, body).await;
+    trail.finish(&s, &r);
+    r
+}
+
+async fn post_inner(
+    s: &Arc<McpState>,
+    trail: &mut Trail,
+    local: Option<&LocalBinding>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
+    let claims = match admit(s, local, "POST", headers) {
         Ok(c) => c,
         Err(r) => return r,
     };
-    let frame = match read_frame(&s, &claims, SCOPE, body).await {
+    trail.authenticated(&claims);
+    let frame = match read_frame(s, &claims, SCOPE, body).await {
         Ok(f) => f,
         Err(r) => return r,
     };
-    if let Err(r) = check_headers(&headers, &frame) {
+    if let Message::Request { method, .. } | Message::Notification { method } = frame.message() {
+        trail.method(method);
+    }
+    if let Err(r) = check_headers(headers, &frame) {
         return r;
     }
-    if let Err(r) = check_session(&s, SCOPE, &claims, &headers, frame.id()) {
+    if let Err(r) = check_session(s, SCOPE, &claims, headers, frame.id()) {
         return r;
     }
     let id = frame.id().cloned();
@@ -184,8 +202,9 @@ pub async fn post(
         // Warden holds the agent's session: notifications and answers end here.
         _ => return StatusCode::ACCEPTED.into_response(),
     };
-    let stateless = is_stateless(&headers);
-    let reason = stated_reason(&frame, &headers);
+    let stateless = is_stateless(headers);
+    let reason = stated_reason(&frame, headers).map(str::to_owned);
+    let reason = reason.as_deref();
     match decide::mediation(action) {
         Mediation::Protocol => {
             let method = method.to_owned();
@@ -197,7 +216,7 @@ pub async fn post(
             else {
                 return held::refuse_unparsable(id.as_ref());
             };
-            held::answer(&s, &claims, SCOPE, id.as_ref(), &method, &params, face()).unwrap_or_else(
+            held::answer(s, &claims, SCOPE, id.as_ref(), &method, &params, face()).unwrap_or_else(
                 || {
                     // `logging/setLevel`: the aggregate sends no log messages; nothing to set.
                     held::json_answer(id.as_ref(), json!({}))
@@ -219,7 +238,7 @@ pub async fn post(
                 now: unix_now(),
                 local,
             };
-            let mut result = list(&s, caller, kind).await;
+            let mut result = list(s, caller, kind).await;
             if stateless {
                 result.insert("resultType".into(), json!("complete"));
             }
@@ -238,7 +257,7 @@ pub async fn post(
             name,
             arguments,
         } => {
-            let (up, inner) = match route(&s, kind, name) {
+            let (up, inner) = match route(s, kind, name) {
                 Ok(x) => x,
                 Err(what) => return unknown_name(id.as_ref(), &what),
             };
@@ -250,22 +269,25 @@ pub async fn post(
                 local,
             };
             let snapshot = s.authority.engine.snapshot();
-            let decision = match decide::decide(&snapshot, &caller, kind, inner, arguments) {
-                Ok(d) => {
-                    log_decision(&caller, kind.as_str(), inner, &d, None);
-                    d
-                }
-                Err(refusal) => {
-                    log_decision(
-                        &caller,
-                        kind.as_str(),
-                        inner,
-                        &refusal.decision,
-                        Some(&refusal),
-                    );
+            let (decision, seq) = match trail::decide_and_record(
+                s,
+                trail,
+                &snapshot,
+                &caller,
+                kind,
+                inner,
+                arguments,
+                id.as_ref(),
+            )
+            .await
+            {
+                Ok(x) => x,
+                Err(Ok(refusal)) => {
                     return refuse(&frame, &format!("{}/{inner}", up.name), &refusal);
                 }
+                Err(Err(unavailable)) => return unavailable,
             };
+            let recorded_name = inner.to_owned();
             let inner = inner.to_owned();
             let method = method.to_owned();
             let Ok(permitted) = Permitted::new(frame, decision) else {
@@ -277,12 +299,16 @@ pub async fn post(
             if kind != ActionKind::ReadResource {
                 params.insert("name".into(), Value::String(inner));
             }
-            let mut answer = match up.request(&method, &Value::Object(params)).await {
-                Ok(a) => a,
-                Err(e) => return upstream_failed(&up.name, id.as_ref(), &e),
+            let forwarded = std::time::Instant::now();
+            let response = match up.request(&method, &Value::Object(params)).await {
+                Ok(mut answer) => {
+                    held::restore(&mut answer, id.as_ref(), stateless);
+                    axum::Json(answer).into_response()
+                }
+                Err(e) => upstream_failed(&up.name, id.as_ref(), &e),
             };
-            held::restore(&mut answer, id.as_ref(), stateless);
-            axum::Json(answer).into_response()
+            trail::outcome(s, &caller, seq, &recorded_name, forwarded, &response);
+            response
         }
     }
 }

@@ -28,6 +28,7 @@ pub mod local;
 pub mod session;
 pub mod stdio;
 mod stdio_front;
+mod trail;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -49,6 +50,7 @@ use self::decide::{Caller, Mediation, Refusal};
 use self::http::{FORWARDED_RESPONSE_HEADERS, HttpUpstream, UpstreamError};
 use self::local::LocalBinding;
 use self::session::Sessions;
+use self::trail::Trail;
 use crate::oauth::{self, Authority};
 use crate::unix_now;
 
@@ -225,7 +227,15 @@ pub(crate) fn rpc_error(
     message: &str,
     data: Value,
 ) -> Response {
-    (status, axum::Json(error_response(id, code, message, data))).into_response()
+    let reason = data
+        .get("reason")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let mut r = (status, axum::Json(error_response(id, code, message, data))).into_response();
+    if let Some(reason) = reason {
+        r.extensions_mut().insert(trail::RefusedReason(reason));
+    }
+    r
 }
 
 pub(crate) fn header_str<'h>(h: &'h HeaderMap, name: &str) -> Option<&'h str> {
@@ -329,7 +339,10 @@ fn authenticate(
         })
         .map_err(|e| {
             tracing::info!(upstream = %label, "MCP request refused: {e}");
-            oauth::unauthorized(a, resource, &e)
+            let mut r = oauth::unauthorized(a, resource, &e);
+            r.extensions_mut()
+                .insert(trail::RefusedReason(e.code().to_owned()));
+            r
         })
 }
 
@@ -455,7 +468,8 @@ async fn read_frame(
     })
 }
 
-/// `POST /mcp/{server}`: one JSON-RPC message from the agent.
+/// `POST /mcp/{server}`: one JSON-RPC message from the agent; always ends with exactly one
+/// decision record (see `trail`).
 pub async fn post_message(
     State(s): State<Arc<McpState>>,
     Path(server): Path<String>,
@@ -464,21 +478,40 @@ pub async fn post_message(
     body: Body,
 ) -> Response {
     let local = local.as_deref().map(Arc::as_ref);
-    let (up, claims) = match admit(&s, local, &server, "POST", &headers) {
+    let mut trail = Trail::new(&server, local);
+    let r = post_inner(&s, &mut trail, local, &server, &headers, body).await;
+    trail.finish(&s, &r);
+    r
+}
+
+async fn post_inner(
+    s: &Arc<McpState>,
+    trail: &mut Trail,
+    local: Option<&LocalBinding>,
+    server: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
+    let (s, headers) = (s.as_ref(), headers);
+    let (up, claims) = match admit(s, local, server, "POST", headers) {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let frame = match read_frame(&s, &claims, &up.name, body).await {
+    trail.authenticated(&claims);
+    let frame = match read_frame(s, &claims, &up.name, body).await {
         Ok(f) => f,
         Err(r) => return r,
     };
-    if let Err(r) = check_headers(&headers, &frame) {
+    if let Message::Request { method, .. } | Message::Notification { method } = frame.message() {
+        trail.method(method);
+    }
+    if let Err(r) = check_headers(headers, &frame) {
         return r;
     }
-    if let Err(r) = check_session(&s, &up.name, &claims, &headers, frame.id()) {
+    if let Err(r) = check_session(s, &up.name, &claims, headers, frame.id()) {
         return r;
     }
-    let reason = stated_reason(&frame, &headers).map(str::to_owned);
+    let reason = stated_reason(&frame, headers).map(str::to_owned);
     let caller = Caller {
         claims: &claims,
         upstream: &up.name,
@@ -487,6 +520,7 @@ pub async fn post_message(
         local,
     };
     let snapshot = s.authority.engine.snapshot();
+    let mut decided: Option<(u64, String)> = None;
     let (decision, list, initialize) = match frame.message() {
         Message::Notification { method } => (
             warden_core::Decision::protocol_allow(format!("notification {method}")),
@@ -503,21 +537,26 @@ pub async fn post_message(
                 kind,
                 name,
                 arguments,
-            } => match decide::decide(&snapshot, &caller, kind, name, arguments) {
-                Ok(d) => {
-                    log_decision(&caller, kind.as_str(), name, &d, None);
+            } => match trail::decide_and_record(
+                s,
+                trail,
+                &snapshot,
+                &caller,
+                kind,
+                name,
+                arguments,
+                frame.id(),
+            )
+            .await
+            {
+                Ok((d, seq)) => {
+                    decided = Some((seq, name.to_owned()));
                     (d, None, false)
                 }
-                Err(refusal) => {
-                    log_decision(
-                        &caller,
-                        kind.as_str(),
-                        name,
-                        &refusal.decision,
-                        Some(&refusal),
-                    );
+                Err(Ok(refusal)) => {
                     return refuse(&frame, &format!("{}/{name}", up.name), &refusal);
                 }
+                Err(Err(unavailable)) => return unavailable,
             },
             Mediation::List(kind) => (
                 warden_core::Decision::protocol_allow(format!("{method}: answer filtered")),
@@ -550,17 +589,22 @@ pub async fn post_message(
             json!({"reason": "policy_denied"}),
         );
     };
-    match &up.link {
+    let forwarded = std::time::Instant::now();
+    let answer = match &up.link {
         UpstreamLink::Http(http) => {
             forward(
-                &s, up, http, &claims, &caller, &headers, permitted, list, initialize,
+                s, up, http, &claims, &caller, headers, permitted, list, initialize,
             )
             .await
         }
         UpstreamLink::Stdio(child) => {
-            stdio_front::forward(&s, up, child, &claims, &caller, &headers, permitted, list).await
+            stdio_front::forward(s, up, child, &claims, &caller, headers, permitted, list).await
         }
+    };
+    if let Some((seq, name)) = decided {
+        trail::outcome(s, &caller, seq, &name, forwarded, &answer);
     }
+    answer
 }
 
 fn refuse(frame: &Frame, resource: &str, r: &Refusal) -> Response {
@@ -719,7 +763,11 @@ pub async fn open_stream(
     headers: HeaderMap,
 ) -> Response {
     let local = local.as_deref().map(Arc::as_ref);
-    relay_bodyless(&s, local, &server, Method::GET, &headers).await
+    let mut trail = Trail::new(&server, local);
+    trail.method("GET stream");
+    let r = relay_bodyless(&s, &mut trail, local, &server, Method::GET, &headers).await;
+    trail.finish(&s, &r);
+    r
 }
 
 /// `DELETE /mcp/{server}`: ends a session.
@@ -730,7 +778,10 @@ pub async fn end_session(
     headers: HeaderMap,
 ) -> Response {
     let local = local.as_deref().map(Arc::as_ref);
-    let r = relay_bodyless(&s, local, &server, Method::DELETE, &headers).await;
+    let mut trail = Trail::new(&server, local);
+    trail.method("DELETE session");
+    let r = relay_bodyless(&s, &mut trail, local, &server, Method::DELETE, &headers).await;
+    trail.finish(&s, &r);
     if r.status().is_success()
         && let Some(sid) = header_str(&headers, "mcp-session-id")
     {
@@ -741,6 +792,7 @@ pub async fn end_session(
 
 async fn relay_bodyless(
     s: &McpState,
+    trail: &mut Trail,
     local: Option<&LocalBinding>,
     server: &str,
     method: Method,
@@ -750,6 +802,7 @@ async fn relay_bodyless(
         Ok(x) => x,
         Err(r) => return r,
     };
+    trail.authenticated(&claims);
     if headers.get("mcp-session-id").is_none() {
         return rpc_error(
             StatusCode::BAD_REQUEST,

@@ -113,6 +113,8 @@ pub struct Authority {
     pub max_depth: u32,
     pub idps: Vec<Idp>,
     pub max_body: usize,
+    /// The audit trail every decision is written to.
+    pub audit: Arc<crate::audit::Audit>,
 }
 
 /// An RFC 6749 §5.2 error.

@@ -1,0 +1,151 @@
+//! The environment most gateway tests share: the demo tool servers (in-process, requiring
+//! their own credential) behind the real `warden` binary with a small policy set, and three
+//! registered agents (`assistant` and `other` with DPoP, `plain` with a bearer token).
+#![allow(dead_code, clippy::indexing_slicing, clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use warden_client::mcp::McpSession;
+use warden_client::{AgentClient, TaskRequest};
+use warden_identity::KeyPair;
+use warden_testkit::{DemoOptions, DemoServer, Stats};
+
+use super::{Warden, warden};
+
+pub const UPSTREAM_SECRET: &str = "upstream-secret-123";
+
+pub const POLICIES: &str = r#"
+@id("assistant-crm")
+@reason("the assistant reads contacts and logs call notes")
+permit (principal == Warden::Agent::"assistant", action == Warden::Action::"call_tool", resource)
+when { [Warden::Tool::"crm/read_contact", Warden::Tool::"crm/log_call_note"].contains(resource) };
+
+@id("others-read-contacts")
+permit (principal, action == Warden::Action::"call_tool", resource == Warden::Tool::"crm/read_contact")
+when { [Warden::Agent::"other", Warden::Agent::"plain"].contains(principal) };
+
+@id("assistant-small-transfers")
+@reason("transfers up to 1000 are allowed")
+permit (principal == Warden::Agent::"assistant", action == Warden::Action::"call_tool",
+        resource == Warden::Tool::"finance/transfer_funds")
+when { context.arguments has amount && context.arguments.amount <= 1000 };
+
+@id("assistant-large-transfers")
+@approval("transfers above 1000 need a finance approver")
+permit (principal == Warden::Agent::"assistant", action == Warden::Action::"call_tool",
+        resource == Warden::Tool::"finance/transfer_funds")
+when { context.arguments has amount && context.arguments.amount > 1000 &&
+       context.arguments.amount <= 10000 };
+
+@id("assistant-handbook")
+permit (principal == Warden::Agent::"assistant", action == Warden::Action::"read_resource",
+        resource == Warden::McpResource::"docs/docs://handbook.md");
+
+@id("transfer-cap")
+@reason("no agent transfers more than 10000")
+forbid (principal, action == Warden::Action::"call_tool", resource == Warden::Tool::"finance/transfer_funds")
+when { context.arguments has amount && context.arguments.amount > 10000 };
+"#;
+
+pub const ARGUMENTS_SCHEMA: &str = r#"
+namespace Warden {
+  type Arguments = { "amount"?: Long, "to"?: String, "id"?: String };
+}
+"#;
+
+pub struct Env {
+    pub warden: Warden,
+    pub demo: DemoServer,
+    pub _rt: tokio::runtime::Runtime,
+    pub _dir: tempfile::TempDir,
+    pub keys: HashMap<String, KeyPair>,
+}
+
+impl Env {
+    pub fn start() -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let demo = rt
+            .block_on(warden_testkit::serve(
+                "127.0.0.1:0".parse().unwrap(),
+                DemoOptions {
+                    require_authorization: Some(format!("Bearer {UPSTREAM_SECRET}")),
+                    json_response: false,
+                },
+            ))
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let policies = dir.path().join("policies");
+        std::fs::create_dir(&policies).unwrap();
+        std::fs::write(policies.join("p.cedar"), POLICIES).unwrap();
+        std::fs::write(policies.join("arguments.cedarschema"), ARGUMENTS_SCHEMA).unwrap();
+        let mut config = String::from(
+            "[server]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 65536\n[policy]\ndir = \"policies\"\nwatch = false\n",
+        );
+        for s in warden_testkit::SERVICES {
+            config.push_str(&format!(
+                "[upstreams.{s}]\nurl = \"{}\"\n[upstreams.{s}.credential]\nheader = \"Authorization\"\n\
+                 prefix = \"Bearer \"\nsecret = {{ env = \"DEMO_UPSTREAM_TOKEN\" }}\n",
+                demo.url(s)
+            ));
+        }
+        std::fs::write(dir.path().join("warden.toml"), config).unwrap();
+        let warden = Warden::start_with(
+            warden()
+                .args(["serve", "--config"])
+                .arg(dir.path().join("warden.toml"))
+                .env("WARDEN_DATA_DIR", dir.path().join("data"))
+                .env("DEMO_UPSTREAM_TOKEN", UPSTREAM_SECRET),
+        );
+        let keys = [("assistant", true), ("other", true), ("plain", false)]
+            .into_iter()
+            .map(|(id, dpop)| (id.to_owned(), warden.register_agent(id, dpop)))
+            .collect();
+        Self {
+            warden,
+            demo,
+            _rt: rt,
+            _dir: dir,
+            keys,
+        }
+    }
+
+    /// The server's data directory (`audit.db`, `warden.db`).
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("data")
+    }
+
+    pub fn stats(&self) -> Arc<Stats> {
+        Arc::clone(&self.demo.stats)
+    }
+
+    pub fn agent(&self, id: &str) -> AgentClient {
+        AgentClient::new(&self.warden.url, id, self.keys[id].clone())
+    }
+
+    pub fn url(&self, upstream: &str) -> String {
+        format!("{}/mcp/{upstream}", self.warden.url)
+    }
+
+    /// A session of `agent` on `upstream` with a token granting `tools` (names on it).
+    pub fn session(
+        &self,
+        agent: &str,
+        upstream: &str,
+        tools: &[&str],
+        protocol: &str,
+    ) -> McpSession {
+        let client = self.agent(agent);
+        let task = tools
+            .iter()
+            .fold(TaskRequest::new("t-1", "mcp tests"), |t, tool| {
+                t.call_tool(&format!("{upstream}/{tool}"))
+            });
+        let token = client.token(&self.url(upstream), &task).unwrap();
+        McpSession::new(client, &self.url(upstream), &token.access_token, protocol)
+    }
+}

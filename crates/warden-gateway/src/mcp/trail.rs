@@ -1,0 +1,204 @@
+//! The audit trail of one MCP request (AU-1, AU-3). Every request ends with exactly one
+//! decision record:
+//!
+//! * a tool call, resource read or prompt get is recorded where it is decided
+//!   ([`decide_and_record`]) — with its arguments, policies, reasons and the agent's
+//!   stated reason — and, when allowed, forwarded only once that record is durable; its
+//!   upstream answer follows as an `outcome` record;
+//! * anything else (a protocol method, a list call, or a request refused before any
+//!   policy was asked: no token, bad JSON, header mismatch, unknown session) is recorded
+//!   when its answer is ready ([`Trail::finish`]), from what the request showed so far.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Map, Value, json};
+use warden_audit::OutcomeRecord;
+use warden_core::{ActionKind, Decision};
+use warden_identity::token::AccessClaims;
+use warden_mcp::{RequestId, codes};
+use warden_policy::PolicySnapshot;
+
+use super::decide::{self, Caller, Refusal};
+use super::local::LocalBinding;
+use super::{McpState, rpc_error};
+use crate::audit;
+
+/// The stable reason id of a refusal, carried on the response so that the request's
+/// record names it.
+#[derive(Debug, Clone)]
+pub(crate) struct RefusedReason(pub String);
+
+/// What one request has shown so far.
+#[derive(Debug)]
+pub(crate) struct Trail {
+    started: Instant,
+    scope: String,
+    via: String,
+    claims: Option<Arc<AccessClaims>>,
+    method: Option<String>,
+    recorded: bool,
+}
+
+impl Trail {
+    pub fn new(scope: &str, local: Option<&LocalBinding>) -> Self {
+        Self {
+            started: Instant::now(),
+            scope: scope.to_owned(),
+            via: local.map_or("token", |l| l.via.as_str()).to_owned(),
+            claims: None,
+            method: None,
+            recorded: false,
+        }
+    }
+
+    pub fn authenticated(&mut self, c: &Arc<AccessClaims>) {
+        self.claims = Some(Arc::clone(c));
+    }
+
+    pub fn method(&mut self, m: &str) {
+        self.method = Some(m.to_owned());
+    }
+
+    fn latency_us(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Records the request unless its decision was recorded already: a refusal with the
+    /// reason the caller was given, or a protocol-level allow.
+    pub fn finish(self, s: &McpState, resp: &Response) {
+        if self.recorded {
+            return;
+        }
+        let via = if self.claims.is_some() {
+            self.via.as_str()
+        } else {
+            "none"
+        };
+        let mut r = audit::from_claims(self.claims.as_deref(), "mcp", via);
+        r.action = self.method.clone().unwrap_or_else(|| "request".into());
+        r.resource.clone_from(&self.scope);
+        match resp.extensions().get::<RefusedReason>() {
+            Some(reason) => {
+                r.decision = "deny".into();
+                r.reason_id.clone_from(&reason.0);
+            }
+            None if resp.status().is_success() || resp.status() == StatusCode::ACCEPTED => {
+                r.decision = "allow".into();
+                r.reason_id = "protocol".into();
+            }
+            None => {
+                r.decision = "deny".into();
+                r.reason_id = format!("http_{}", resp.status().as_u16());
+            }
+        }
+        r.policy_version = s.authority.engine.snapshot().version().to_owned();
+        r.latency_us = self.latency_us();
+        s.authority.audit.record(r);
+    }
+}
+
+/// Decides one action (token grant, then policy with the real arguments), writes its
+/// record, and for an allow waits until the record is as durable as the agent's autonomy
+/// level requires. `Ok` carries the allow and the record's sequence number; `Err` the
+/// answer to send instead — a refusal, or `audit_unavailable` when the record could not
+/// be written (AU-3: then the call does not run).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn decide_and_record(
+    s: &McpState,
+    trail: &mut Trail,
+    snapshot: &PolicySnapshot,
+    caller: &Caller<'_>,
+    kind: ActionKind,
+    name: &str,
+    arguments: Option<&Map<String, Value>>,
+    id: Option<&RequestId>,
+) -> Result<(Decision, u64), Result<Refusal, Response>> {
+    let outcome = decide::decide(snapshot, caller, kind, name, arguments);
+    let (d, refusal) = match &outcome {
+        Ok(d) => (d, None),
+        Err(r) => (&r.decision, Some(r)),
+    };
+    super::log_decision(caller, kind.as_str(), name, d, refusal);
+    let mut r = audit::from_claims(Some(caller.claims), "mcp", caller.via());
+    r.action = kind.as_str().to_owned();
+    r.resource = format!("{}/{name}", caller.upstream);
+    r.stated_reason = caller.reason.map(str::to_owned);
+    let r = audit::with_arguments(r, arguments);
+    let mut r = audit::with_decision(
+        r,
+        d,
+        refusal.map_or("allowed", |f| f.reason_id),
+        snapshot.version(),
+    );
+    r.latency_us = trail.latency_us();
+    trail.recorded = true;
+    let audit = &s.authority.audit;
+    match outcome {
+        Err(refusal) => {
+            audit.record(r);
+            Err(Ok(refusal))
+        }
+        Ok(d) => {
+            let durability = audit.durability(caller.claims.autonomy);
+            let rec = warden_audit::Record::Decision(Box::new(r));
+            match audit.auditor.commit(&rec, durability).await {
+                Ok(seq) => Ok((d, seq)),
+                Err(e) => {
+                    tracing::error!(
+                        target: "warden::audit",
+                        agent = %caller.claims.client_id,
+                        resource = %format_args!("{}/{name}", caller.upstream),
+                        "call refused: its audit record could not be written: {e}"
+                    );
+                    Err(Err(rpc_error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        id,
+                        codes::DENIED,
+                        "the call was not forwarded: Warden could not write its audit record",
+                        json!({"reason": "audit_unavailable"}),
+                    )))
+                }
+            }
+        }
+    }
+}
+
+/// Records what the upstream answered to the call whose decision is record `seq`.
+pub(crate) fn outcome(
+    s: &McpState,
+    caller: &Caller<'_>,
+    seq: u64,
+    name: &str,
+    forwarded: Instant,
+    answer: &Response,
+) {
+    let status = answer.status();
+    let failed = answer
+        .extensions()
+        .get::<RefusedReason>()
+        .is_some_and(|r| r.0 == "upstream_failed");
+    let rec = OutcomeRecord {
+        time_ms: audit::now_ms(),
+        decision_seq: seq,
+        agent: Some(caller.claims.client_id.clone()),
+        resource: format!("{}/{name}", caller.upstream),
+        status: if failed {
+            "failed"
+        } else if status.is_success() {
+            "ok"
+        } else {
+            "error"
+        }
+        .into(),
+        http_status: (!failed).then_some(status.as_u16()),
+        latency_us: u64::try_from(forwarded.elapsed().as_micros()).unwrap_or(u64::MAX),
+        findings: Vec::new(),
+    };
+    s.authority
+        .audit
+        .auditor
+        .record(&warden_audit::Record::Outcome(rec));
+}
