@@ -119,6 +119,14 @@ fn every_request_leaves_exactly_one_decision_record_and_the_log_verifies() {
         ],
         "{mcp:#?}"
     );
+    // The token request that started the session is a decision too.
+    let tokens: Vec<&Value> = all
+        .iter()
+        .filter(|r| r["record"]["endpoint"] == "token")
+        .collect();
+    assert_eq!(tokens.len(), 1, "{tokens:#?}");
+    assert_eq!(tokens[0]["record"]["decision"], "allow");
+    assert_eq!(tokens[0]["record"]["agent"], "assistant");
     // What the allowed call's record says (AU-1, ID-4).
     let allow = &mcp[0]["record"];
     assert_eq!(allow["agent"], "assistant");
@@ -210,8 +218,13 @@ fn every_request_leaves_exactly_one_decision_record_and_the_log_verifies() {
             .iter()
             .all(|e| e["class_uid"] == 6003 && e["actor"]["user"]["uid"] == "assistant")
     );
-    assert_eq!(events[0]["status"], "Success");
-    assert_eq!(events[1]["status"], "Failure");
+    let calls: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["api"]["operation"] == "call_tool")
+        .collect();
+    assert_eq!(calls[0]["status"], "Success");
+    assert_eq!(calls[1]["status"], "Failure");
+    assert_eq!(calls[1]["status_detail"], "not_in_task");
 
     // Tampering with the real file: each is found and named.
     let tampered = |name: &str, sql: &str, expect: &str| {

@@ -20,6 +20,7 @@ pub struct AuthzenState {
     pub max_body: usize,
     pub api_key: Option<warden_config::Secret>,
     pub base_url: String,
+    pub audit: Arc<crate::audit::Audit>,
 }
 
 const REQUEST_ID: &str = "x-request-id";
@@ -160,8 +161,23 @@ fn log_decision(d: &Decision, subject: &str, action: &str, resource: &str) {
 }
 
 fn decide(state: &AuthzenState, e: &authzen::Evaluation) -> Decision {
-    let d = state.engine.snapshot().evaluate_authzen(&state.mapping, e);
+    let started = std::time::Instant::now();
+    let snapshot = state.engine.snapshot();
+    let d = snapshot.evaluate_authzen(&state.mapping, e);
     log_decision(&d, &e.subject.id, &e.action.name, &e.resource.id);
+    // An external PEP asked: the subject is who it says it is asking about.
+    let mut r = crate::audit::from_claims(None, "authzen", "pep");
+    r.agent = Some(e.subject.id.clone());
+    r.action.clone_from(&e.action.name);
+    r.resource = format!("{}/{}", e.resource.ty, e.resource.id);
+    let reason_id = if d.effect == warden_core::Effect::Allow {
+        "allowed"
+    } else {
+        "policy_denied"
+    };
+    let mut r = crate::audit::with_decision(r, &d, reason_id, snapshot.version());
+    r.latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    state.audit.record(r);
     d
 }
 

@@ -371,6 +371,7 @@ impl Server {
             max_body: config.server.max_body_bytes,
             api_key,
             base_url,
+            audit: Arc::clone(&audit),
         });
         let mut router = Router::new()
             .route("/healthz", get(|| async { "ok\n" }))

@@ -118,7 +118,7 @@ pub struct Authority {
 }
 
 /// An RFC 6749 §5.2 error.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct OauthError {
     status: StatusCode,
     code: &'static str,
@@ -353,11 +353,13 @@ pub async fn token(State(a): State<Arc<Authority>>, req: Request) -> Response {
         .into_response();
     };
     let now = unix_now();
+    let started = std::time::Instant::now();
+    let form = Form::parse(&bytes);
     let result = async {
-        let form = Form::parse(&bytes)?;
+        let form = form.as_ref().map_err(Clone::clone)?;
         match form.require("grant_type")? {
-            CLIENT_CREDENTIALS => a.client_credentials(&form, &parts.headers, now).await,
-            TOKEN_EXCHANGE => a.token_exchange(&form, &parts.headers, now).await,
+            CLIENT_CREDENTIALS => a.client_credentials(form, &parts.headers, now).await,
+            TOKEN_EXCHANGE => a.token_exchange(form, &parts.headers, now).await,
             other => Err(OauthError::new(
                 "unsupported_grant_type",
                 format!("grant_type `{other}`; Warden supports {CLIENT_CREDENTIALS} and {TOKEN_EXCHANGE}"),
@@ -365,6 +367,46 @@ pub async fn token(State(a): State<Arc<Authority>>, req: Request) -> Response {
         }
     }
     .await;
+    // One record per token request: issued (the agent proved who it is) or refused (the
+    // client id is only what the request claimed, so it goes in the reasons).
+    let claimed = form.as_ref().ok().and_then(|f| {
+        f.get("client_id").map(str::to_owned).or_else(|| {
+            // The assertion's subject: verified when the token was issued, only claimed
+            // when it was not.
+            let payload = f.get("client_assertion")?.split('.').nth(1)?;
+            let bytes =
+                base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+                    .ok()?;
+            let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+            v.get("sub")?.as_str().map(str::to_owned)
+        })
+    });
+    let mut r = crate::audit::from_claims(None, "token", "private_key_jwt");
+    r.action = "issue_token".into();
+    r.resource = form
+        .as_ref()
+        .ok()
+        .and_then(|f| f.get("resource"))
+        .unwrap_or(&a.issuer)
+        .to_owned();
+    r.policy_version = a.engine.snapshot().version().to_owned();
+    r.latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    match &result {
+        Ok(_) => {
+            r.agent = claimed;
+            r.decision = "allow".into();
+            r.reason_id = "issued".into();
+        }
+        Err(e) => {
+            r.decision = "deny".into();
+            r.reason_id = e.code.to_owned();
+            r.reasons.push(e.description.clone());
+            if let Some(c) = claimed {
+                r.reasons.push(format!("client_id claimed: {c}"));
+            }
+        }
+    }
+    a.audit.record(r);
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
