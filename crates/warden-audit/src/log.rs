@@ -231,6 +231,12 @@ pub(crate) fn connect(path: &Path) -> Result<Connection, AuditError> {
     let conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Group commits write megabytes at a time: checkpoint the WAL into the database every
+    // 64 MiB rather than every 4 MiB (each checkpoint fsyncs), and keep the indexes' hot
+    // pages in a 64 MiB cache.
+    conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
+    conn.pragma_update(None, "cache_size", -65_536)?;
+    conn.pragma_update(None, "journal_size_limit", 67_108_864)?;
     // Another writer (an offline `warden agent` command) holds the lock for milliseconds;
     // longer than this and calls waiting for their records are refused rather than hung.
     conn.busy_timeout(std::time::Duration::from_secs(2))?;
