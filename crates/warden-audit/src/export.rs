@@ -18,6 +18,12 @@ use crate::query::Entry;
 /// The OCSF schema version the events follow.
 pub const OCSF_VERSION: &str = "1.3.0";
 
+/// The OCSF event for one stored record as one line of canonical JSON (RFC 8785: the same
+/// bytes whatever map order the JSON library was built with).
+pub fn ocsf_line(e: &Entry) -> String {
+    String::from_utf8_lossy(&crate::jcs::to_vec(&ocsf(e))).into_owned()
+}
+
 /// The OCSF event for one stored record.
 pub fn ocsf(e: &Entry) -> Value {
     let r = &e.record;

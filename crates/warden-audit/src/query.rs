@@ -97,21 +97,10 @@ pub fn leaves(conn: &Connection, f: &Filter) -> Result<Vec<(u64, String)>, Audit
 
 /// The newest checkpoint, if any.
 pub fn latest_checkpoint(conn: &Connection) -> Result<Option<StoredCheckpoint>, AuditError> {
-    Ok(conn
-        .query_row(
-            "SELECT size, time_ms, note FROM checkpoints ORDER BY size DESC LIMIT 1",
-            [],
-            |r| {
-                Ok(StoredCheckpoint {
-                    size: r.get(0)?,
-                    time_ms: r.get(1)?,
-                    note: r.get(2)?,
-                })
-            },
-        )
-        .optional()?)
+    checkpoint_at_least(conn, 0)
 }
 
+/// The newest checkpoint covering at least `size` records.
 fn checkpoint_at_least(
     conn: &Connection,
     size: u64,

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use serde_json::{Value, json};
-use warden_audit::export::ocsf;
+use warden_audit::export::ocsf_line;
 use warden_audit::query::Entry;
 use warden_audit::record::{DecisionRecord, EventRecord, OutcomeRecord, Record};
 
@@ -84,7 +84,7 @@ fn ocsf_export_matches_the_golden_file() {
                 seq: seq as u64,
                 record: serde_json::to_value(r).unwrap(),
             };
-            format!("{}\n", ocsf(&e))
+            format!("{}\n", ocsf_line(&e))
         })
         .collect();
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/ocsf.jsonl");

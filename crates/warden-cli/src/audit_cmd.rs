@@ -478,7 +478,7 @@ fn export(dir: &Path, mut filter: Filter, format: Format) -> anyhow::Result<Exit
                 break;
             };
             for e in &page {
-                writeln!(out, "{}", warden_audit::export::ocsf(e))?;
+                writeln!(out, "{}", warden_audit::export::ocsf_line(e))?;
             }
             written += page.len() as u64;
             filter.after_seq = Some(last);

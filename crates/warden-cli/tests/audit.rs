@@ -141,6 +141,18 @@ fn every_request_leaves_exactly_one_decision_record_and_the_log_verifies() {
         "secrets never reach the record"
     );
     assert!(!mcp[0].to_string().contains("sk-live-123"));
+    // Nor any file of the store: the databases and their write-ahead logs.
+    for f in std::fs::read_dir(&data).unwrap() {
+        let f = f.unwrap().path();
+        if f.is_file() {
+            let bytes = std::fs::read(&f).unwrap();
+            assert!(
+                !bytes.windows(11).any(|w| w == b"sk-live-123"),
+                "the seeded secret is in {}",
+                f.display()
+            );
+        }
+    }
     assert_eq!(allow["args_digest"].as_str().unwrap().len(), 64);
     assert!(
         allow["policy_version"]
