@@ -25,10 +25,11 @@ use warden_mcp::{ListKind, Message, Permitted, RequestId, codes};
 use super::decide::{self, Caller, Mediation};
 use super::held::{self, Face};
 use super::local::LocalBinding;
+use super::relay::upstream_failed;
 use super::trail::{self, Trail};
 use super::{
     McpState, Upstream, check_headers, check_origin, check_session, is_stateless, read_frame,
-    refuse, rpc_error, stated_reason, upstream_failed,
+    refuse, rpc_error, stated_reason,
 };
 use crate::unix_now;
 
@@ -173,7 +174,7 @@ pub async fn post(
 
 async fn post_inner(
     s: &Arc<McpState>,
-    trail: &mut Trail,
+    trail: &mut Trail<'_>,
     local: Option<&LocalBinding>,
     headers: &HeaderMap,
     body: Body,

@@ -25,6 +25,7 @@ pub mod decide;
 mod held;
 pub mod http;
 pub mod local;
+mod relay;
 pub mod session;
 pub mod stdio;
 mod stdio_front;
@@ -34,9 +35,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes, to_bytes};
+use axum::body::{Body, to_bytes};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Router};
@@ -47,7 +48,7 @@ use warden_identity::verifier::Presentation;
 use warden_mcp::{Frame, Message, Permitted, RequestId, codes, error_response};
 
 use self::decide::{Caller, Mediation, Refusal};
-use self::http::{FORWARDED_RESPONSE_HEADERS, HttpUpstream, UpstreamError};
+use self::http::{HttpUpstream, UpstreamError};
 use self::local::LocalBinding;
 use self::session::Sessions;
 use self::trail::Trail;
@@ -214,7 +215,9 @@ fn routes(state: Arc<McpState>) -> Router {
         )
         .route(
             "/mcp/{server}",
-            post(post_message).get(open_stream).delete(end_session),
+            post(post_message)
+                .get(relay::open_stream)
+                .delete(relay::end_session),
         )
         .with_state(state)
 }
@@ -486,7 +489,7 @@ pub async fn post_message(
 
 async fn post_inner(
     s: &Arc<McpState>,
-    trail: &mut Trail,
+    trail: &mut Trail<'_>,
     local: Option<&LocalBinding>,
     server: &str,
     headers: &HeaderMap,
@@ -592,7 +595,7 @@ async fn post_inner(
     let forwarded = std::time::Instant::now();
     let answer = match &up.link {
         UpstreamLink::Http(http) => {
-            forward(
+            relay::forward(
                 s, up, http, &claims, &caller, headers, permitted, list, initialize,
             )
             .await
@@ -638,211 +641,4 @@ fn log_decision(
         via = c.via(),
         "decision"
     );
-}
-
-/// Sends the permitted bytes upstream and relays the answer (filtered for list calls).
-#[allow(clippy::too_many_arguments)]
-async fn forward(
-    s: &McpState,
-    up: &Upstream,
-    http: &HttpUpstream,
-    claims: &AccessClaims,
-    caller: &Caller<'_>,
-    headers: &HeaderMap,
-    permitted: Permitted,
-    list: Option<warden_mcp::ListKind>,
-    initialize: bool,
-) -> Response {
-    let id = permitted.frame().id().cloned();
-    let answer = match http
-        .send(
-            Method::POST,
-            headers,
-            Bytes::copy_from_slice(permitted.bytes()),
-        )
-        .await
-    {
-        Ok(a) => a,
-        Err(e) => return upstream_failed(&up.name, id.as_ref(), &e),
-    };
-    let (parts, body) = answer.into_parts();
-    if initialize
-        && parts.status.is_success()
-        && let Some(sid) = parts
-            .headers
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok())
-        && !s
-            .sessions
-            .open(sid, &claims.client_id, &up.name, unix_now())
-    {
-        return rpc_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            id.as_ref(),
-            codes::INVALID_REQUEST,
-            "too many open sessions; try again later",
-            json!({"reason": "sessions_full"}),
-        );
-    }
-    let out = relayed_head(&parts);
-    let body = match list {
-        None => Body::new(body),
-        Some(kind) => {
-            let Ok(raw) = to_bytes(Body::new(body), http::MAX_READ_ANSWER).await else {
-                return upstream_failed(
-                    &up.name,
-                    id.as_ref(),
-                    &UpstreamError::Body("list answer too large or cut off".into()),
-                );
-            };
-            let snapshot = s.authority.engine.snapshot();
-            // Every result in the answer is filtered, whatever its id: an upstream cannot
-            // slip an unfiltered list past Warden under another id.
-            let filter = |v: &mut Value| {
-                if let Some(Value::Object(result)) = v.get_mut("result") {
-                    decide::filter_list(&snapshot, caller, kind, result);
-                }
-            };
-            if http::is_sse(&parts.headers) {
-                Body::from(http::rewrite_sse(&String::from_utf8_lossy(&raw), filter))
-            } else {
-                match serde_json::from_slice::<Value>(&raw) {
-                    Ok(mut v) => {
-                        filter(&mut v);
-                        Body::from(v.to_string())
-                    }
-                    // Not JSON: nothing can be filtered, so nothing is shown.
-                    Err(_) => {
-                        return upstream_failed(
-                            &up.name,
-                            id.as_ref(),
-                            &UpstreamError::Body("the list answer is not JSON".into()),
-                        );
-                    }
-                }
-            }
-        }
-    };
-    out.body(body)
-        .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
-}
-
-/// The upstream answer's status and the headers that may cross back to the agent.
-fn relayed_head(parts: &axum::http::response::Parts) -> axum::http::response::Builder {
-    let mut out = Response::builder().status(parts.status);
-    if let Some(h) = out.headers_mut() {
-        for name in FORWARDED_RESPONSE_HEADERS {
-            if let Some(v) = parts.headers.get(name) {
-                h.insert(name, v.clone());
-            }
-        }
-    }
-    out
-}
-
-pub(crate) fn upstream_failed(
-    upstream: &str,
-    id: Option<&RequestId>,
-    e: &UpstreamError,
-) -> Response {
-    tracing::warn!(%upstream, "upstream call failed: {e}");
-    rpc_error(
-        StatusCode::BAD_GATEWAY,
-        id,
-        codes::UPSTREAM_FAILED,
-        &format!("upstream `{upstream}`: {e}"),
-        json!({"reason": "upstream_failed"}),
-    )
-}
-
-/// `GET /mcp/{server}`: the server-to-client SSE stream of a session.
-pub async fn open_stream(
-    State(s): State<Arc<McpState>>,
-    Path(server): Path<String>,
-    local: Option<Extension<Arc<LocalBinding>>>,
-    headers: HeaderMap,
-) -> Response {
-    let local = local.as_deref().map(Arc::as_ref);
-    let mut trail = Trail::new(&server, local);
-    trail.method("GET stream");
-    let r = relay_bodyless(&s, &mut trail, local, &server, Method::GET, &headers).await;
-    trail.finish(&s, &r);
-    r
-}
-
-/// `DELETE /mcp/{server}`: ends a session.
-pub async fn end_session(
-    State(s): State<Arc<McpState>>,
-    Path(server): Path<String>,
-    local: Option<Extension<Arc<LocalBinding>>>,
-    headers: HeaderMap,
-) -> Response {
-    let local = local.as_deref().map(Arc::as_ref);
-    let mut trail = Trail::new(&server, local);
-    trail.method("DELETE session");
-    let r = relay_bodyless(&s, &mut trail, local, &server, Method::DELETE, &headers).await;
-    trail.finish(&s, &r);
-    if r.status().is_success()
-        && let Some(sid) = header_str(&headers, "mcp-session-id")
-    {
-        s.sessions.close(sid);
-    }
-    r
-}
-
-async fn relay_bodyless(
-    s: &McpState,
-    trail: &mut Trail,
-    local: Option<&LocalBinding>,
-    server: &str,
-    method: Method,
-    headers: &HeaderMap,
-) -> Response {
-    let (up, claims) = match admit(s, local, server, method_name(&method), headers) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    trail.authenticated(&claims);
-    if headers.get("mcp-session-id").is_none() {
-        return rpc_error(
-            StatusCode::BAD_REQUEST,
-            None,
-            codes::INVALID_REQUEST,
-            "Mcp-Session-Id is required",
-            json!({"reason": "session_required"}),
-        );
-    }
-    if let Err(r) = check_session(s, &up.name, &claims, headers, None) {
-        return r;
-    }
-    let http = match &up.link {
-        UpstreamLink::Http(h) => h,
-        UpstreamLink::Stdio(_) => {
-            // Warden holds stdio sessions itself: no stream to open; deleting forgets it.
-            if method == Method::DELETE
-                && let Some(sid) = header_str(headers, "mcp-session-id")
-            {
-                s.sessions.close(sid);
-                return StatusCode::NO_CONTENT.into_response();
-            }
-            return StatusCode::METHOD_NOT_ALLOWED.into_response();
-        }
-    };
-    match http.send(method, headers, Bytes::new()).await {
-        Ok(answer) => {
-            let (parts, body) = answer.into_parts();
-            relayed_head(&parts)
-                .body(Body::new(body))
-                .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
-        }
-        Err(e) => upstream_failed(&up.name, None, &e),
-    }
-}
-
-fn method_name(m: &Method) -> &'static str {
-    match *m {
-        Method::GET => "GET",
-        Method::DELETE => "DELETE",
-        _ => "POST",
-    }
 }

@@ -15,8 +15,9 @@ use warden_mcp::{Message, Permitted};
 use super::decide::{self, Caller};
 use super::held::{self, Face};
 use super::http::UpstreamError;
+use super::relay::upstream_failed;
 use super::stdio::StdioUpstream;
-use super::{McpState, Upstream, is_stateless, upstream_failed};
+use super::{McpState, Upstream, is_stateless};
 
 #[allow(clippy::too_many_arguments)]
 pub async fn forward(

@@ -33,21 +33,21 @@ pub(crate) struct RefusedReason(pub String);
 
 /// What one request has shown so far.
 #[derive(Debug)]
-pub(crate) struct Trail {
+pub(crate) struct Trail<'r> {
     started: Instant,
-    scope: String,
-    via: String,
+    scope: &'r str,
+    via: &'r str,
     claims: Option<Arc<AccessClaims>>,
     method: Option<String>,
     recorded: bool,
 }
 
-impl Trail {
-    pub fn new(scope: &str, local: Option<&LocalBinding>) -> Self {
+impl<'r> Trail<'r> {
+    pub fn new(scope: &'r str, local: Option<&'r LocalBinding>) -> Self {
         Self {
             started: Instant::now(),
-            scope: scope.to_owned(),
-            via: local.map_or("token", |l| l.via.as_str()).to_owned(),
+            scope,
+            via: local.map_or("token", |l| l.via.as_str()),
             claims: None,
             method: None,
             recorded: false,
@@ -73,13 +73,13 @@ impl Trail {
             return;
         }
         let via = if self.claims.is_some() {
-            self.via.as_str()
+            self.via
         } else {
             "none"
         };
         let mut r = audit::from_claims(self.claims.as_deref(), "mcp", via);
         r.action = self.method.clone().unwrap_or_else(|| "request".into());
-        r.resource.clone_from(&self.scope);
+        r.resource = self.scope.to_owned();
         match resp.extensions().get::<RefusedReason>() {
             Some(reason) => {
                 r.decision = "deny".into();
@@ -108,7 +108,7 @@ impl Trail {
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn decide_and_record(
     s: &McpState,
-    trail: &mut Trail,
+    trail: &mut Trail<'_>,
     snapshot: &PolicySnapshot,
     caller: &Caller<'_>,
     kind: ActionKind,
