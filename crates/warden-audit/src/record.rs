@@ -199,8 +199,9 @@ pub fn args_digest(args: &Map<String, Value>) -> String {
 /// Longest string kept whole in a redacted argument; longer ones are cut.
 const MAX_KEPT: usize = 256;
 
-/// Member names whose values are never written down.
-fn secret_name(name: &str) -> bool {
+/// Member names whose values are never written down: the built-in list, plus `extra`
+/// (configured, `[audit] redact_keys`), each matched case-insensitively as a substring.
+fn secret_name(name: &str, extra: &[String]) -> bool {
     const NAMES: [&str; 11] = [
         "password",
         "passwd",
@@ -216,6 +217,9 @@ fn secret_name(name: &str) -> bool {
     ];
     let lower = name.to_ascii_lowercase();
     NAMES.iter().any(|n| lower.contains(n))
+        || extra
+            .iter()
+            .any(|n| lower.contains(n.to_ascii_lowercase().as_str()))
 }
 
 /// The arguments as the audit record keeps them: structure, numbers, booleans and short
@@ -224,30 +228,35 @@ fn secret_name(name: &str) -> bool {
 /// `"[redacted]"`; long strings cut to 256 characters with their length noted. Content
 /// inspection (DLP) masks what it finds on top of this.
 pub fn redact(args: &Map<String, Value>) -> Value {
-    Value::Object(redact_map(args))
+    redact_with(args, &[])
 }
 
-fn redact_map(m: &Map<String, Value>) -> Map<String, Value> {
+/// [`redact`], also blanking members whose names contain one of `extra`.
+pub fn redact_with(args: &Map<String, Value>, extra: &[String]) -> Value {
+    Value::Object(redact_map(args, extra))
+}
+
+fn redact_map(m: &Map<String, Value>, extra: &[String]) -> Map<String, Value> {
     m.iter()
         .map(|(k, v)| {
-            let v = if secret_name(k) && !v.is_null() {
+            let v = if secret_name(k, extra) && !v.is_null() {
                 Value::String("[redacted]".into())
             } else {
-                redact_value(v)
+                redact_value(v, extra)
             };
             (k.clone(), v)
         })
         .collect()
 }
 
-fn redact_value(v: &Value) -> Value {
+fn redact_value(v: &Value, extra: &[String]) -> Value {
     match v {
         Value::String(s) if s.chars().count() > MAX_KEPT => {
             let cut: String = s.chars().take(MAX_KEPT).collect();
             Value::String(format!("{cut}… [{} characters]", s.chars().count()))
         }
-        Value::Array(a) => Value::Array(a.iter().map(redact_value).collect()),
-        Value::Object(m) => Value::Object(redact_map(m)),
+        Value::Array(a) => Value::Array(a.iter().map(|x| redact_value(x, extra)).collect()),
+        Value::Object(m) => Value::Object(redact_map(m, extra)),
         other => other.clone(),
     }
 }
@@ -275,6 +284,17 @@ mod tests {
         assert_eq!(r["Password"], "[redacted]");
         assert!(r["body"].as_str().unwrap().ends_with("… [300 characters]"));
         assert!(!r.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn configured_names_are_redacted_too() {
+        let args = json!({"Account_Number": "DE89370400440532013000", "items": [{"iban": "x"}]});
+        let extra = vec!["account_number".to_owned(), "IBAN".to_owned()];
+        let r = redact_with(args.as_object().unwrap(), &extra);
+        assert_eq!(r["Account_Number"], "[redacted]");
+        assert_eq!(r["items"][0]["iban"], "[redacted]");
+        let plain = redact(args.as_object().unwrap());
+        assert_eq!(plain["Account_Number"], "DE89370400440532013000");
     }
 
     #[test]

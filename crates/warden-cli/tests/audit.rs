@@ -70,7 +70,7 @@ fn every_request_leaves_exactly_one_decision_record_and_the_log_verifies() {
     let ok = s
         .call_tool(
             "read_contact",
-            json!({"id": "c-1", "api_key": "sk-live-123"}),
+            json!({"id": "c-1", "api_key": "sk-live-123", "account_number": "DE89370400440532013000"}),
         )
         .unwrap();
     assert!(ok.get("result").is_some(), "{ok}");
@@ -140,17 +140,23 @@ fn every_request_leaves_exactly_one_decision_record_and_the_log_verifies() {
         allow["args"]["api_key"], "[redacted]",
         "secrets never reach the record"
     );
+    assert_eq!(
+        allow["args"]["account_number"], "[redacted]",
+        "nor the names configured in [audit] redact_keys"
+    );
     assert!(!mcp[0].to_string().contains("sk-live-123"));
     // Nor any file of the store: the databases and their write-ahead logs.
     for f in std::fs::read_dir(&data).unwrap() {
         let f = f.unwrap().path();
         if f.is_file() {
             let bytes = std::fs::read(&f).unwrap();
-            assert!(
-                !bytes.windows(11).any(|w| w == b"sk-live-123"),
-                "the seeded secret is in {}",
-                f.display()
-            );
+            for secret in [&b"sk-live-123"[..], b"DE89370400440532013000"] {
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret),
+                    "a seeded secret is in {}",
+                    f.display()
+                );
+            }
         }
     }
     assert_eq!(allow["args_digest"].as_str().unwrap().len(), 64);

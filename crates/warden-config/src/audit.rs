@@ -26,6 +26,12 @@ pub struct AuditConfig {
     #[serde(default = "default_checkpoint_secs")]
     #[schemars(range(min = 1, max = 3600))]
     pub checkpoint_every_secs: u64,
+    /// Argument names whose values are never written to the record (matched
+    /// case-insensitively as substrings), on top of the built-in ones: password, passwd,
+    /// secret, token, apikey, api_key, authorization, credential, private_key, privatekey,
+    /// cookie.
+    #[serde(default)]
+    pub redact_keys: Vec<String>,
 }
 
 fn default_checkpoint_records() -> u64 {
@@ -43,6 +49,7 @@ impl Default for AuditConfig {
             durability: AuditDurability::default(),
             checkpoint_every_records: default_checkpoint_records(),
             checkpoint_every_secs: default_checkpoint_secs(),
+            redact_keys: Vec::new(),
         }
     }
 }

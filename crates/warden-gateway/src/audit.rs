@@ -14,6 +14,8 @@ use warden_identity::token::AccessClaims;
 pub struct Audit {
     pub auditor: Auditor,
     durability: AuditDurability,
+    /// Argument names redacted on top of the built-in ones.
+    redact_keys: Vec<String>,
 }
 
 fn mode(m: DurabilityMode) -> Durability {
@@ -24,11 +26,25 @@ fn mode(m: DurabilityMode) -> Durability {
 }
 
 impl Audit {
-    pub fn new(auditor: Auditor, durability: AuditDurability) -> Arc<Self> {
+    pub fn new(auditor: Auditor, config: &warden_config::AuditConfig) -> Arc<Self> {
         Arc::new(Self {
             auditor,
-            durability,
+            durability: config.durability,
+            redact_keys: config.redact_keys.clone(),
         })
+    }
+
+    /// The arguments as recorded: their digest and their redacted form.
+    pub fn with_arguments(
+        &self,
+        mut r: DecisionRecord,
+        args: Option<&Map<String, Value>>,
+    ) -> DecisionRecord {
+        if let Some(a) = args {
+            r.args_digest = Some(warden_audit::record::args_digest(a));
+            r.args = Some(warden_audit::record::redact_with(a, &self.redact_keys));
+        }
+        r
     }
 
     /// How durable the record of a call by an agent at `level` must be before forwarding.
@@ -101,15 +117,6 @@ pub fn with_decision(
     r.reasons.clone_from(&d.reasons);
     r.reasons
         .extend(d.errors.iter().map(|e| format!("error: {}", e.message)));
-    r
-}
-
-/// The arguments as recorded: their digest and their redacted form.
-pub fn with_arguments(mut r: DecisionRecord, args: Option<&Map<String, Value>>) -> DecisionRecord {
-    if let Some(a) = args {
-        r.args_digest = Some(warden_audit::record::args_digest(a));
-        r.args = Some(warden_audit::record::redact(a));
-    }
     r
 }
 

@@ -93,7 +93,7 @@ fn open_audit(
             every: Duration::from_secs(config.audit.checkpoint_every_secs),
         },
     );
-    Ok(crate::audit::Audit::new(auditor, config.audit.durability))
+    Ok(crate::audit::Audit::new(auditor, &config.audit))
 }
 
 /// Warden without its HTTP listener, serving one agent in-process (`warden mcp-stdio`): the

@@ -84,7 +84,8 @@ impl Env {
         std::fs::write(policies.join("p.cedar"), POLICIES).unwrap();
         std::fs::write(policies.join("arguments.cedarschema"), ARGUMENTS_SCHEMA).unwrap();
         let mut config = String::from(
-            "[server]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 65536\n[policy]\ndir = \"policies\"\nwatch = false\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 65536\n[policy]\ndir = \"policies\"\nwatch = false\n\
+             [audit]\nredact_keys = [\"account_number\"]\n",
         );
         for s in warden_testkit::SERVICES {
             config.push_str(&format!(

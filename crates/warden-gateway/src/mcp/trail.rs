@@ -126,7 +126,7 @@ pub(crate) async fn decide_and_record(
     r.action = kind.as_str().to_owned();
     r.resource = format!("{}/{name}", caller.upstream);
     r.stated_reason = caller.reason.map(str::to_owned);
-    let r = audit::with_arguments(r, arguments);
+    let r = s.authority.audit.with_arguments(r, arguments);
     let mut r = audit::with_decision(
         r,
         d,
