@@ -5,8 +5,11 @@
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
+use std::time::{Duration, Instant};
+
 use warden_audit::log::{AuditLog, Durability, Prepared};
 use warden_audit::record::{DecisionRecord, Record, args_digest, redact};
+use warden_audit::{Auditor, CheckpointPolicy};
 
 fn record(i: i64) -> Record {
     let args = json!({"contact_id": format!("c-{i}"), "fields": ["name", "email"], "limit": 10});
@@ -37,7 +40,61 @@ fn record(i: i64) -> Record {
 
 const GROUP: usize = 4096;
 
+/// The writer as the gateway uses it: `clients` tasks each commit one record and wait for it
+/// to be durable, again and again, for `secs`; prints records/s and the p50/p99 of one
+/// commit (hand-off, group commit, acknowledgement).
+fn group_commit(clients: usize, durability: Durability, secs: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path(), "bench.example/audit").unwrap();
+    let (auditor, _writer) = Auditor::start(log, CheckpointPolicy::default());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let mut lat: Vec<u64> = rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for c in 0..clients {
+            let a = auditor.clone();
+            set.spawn(async move {
+                let mut out = Vec::new();
+                let mut i = 0i64;
+                while started.elapsed() < Duration::from_secs(secs) {
+                    let r = record(c as i64 * 1_000_000 + i);
+                    let t = Instant::now();
+                    a.commit(&r, durability).await.unwrap();
+                    out.push(t.elapsed().as_micros() as u64);
+                    i += 1;
+                }
+                out
+            });
+        }
+        let mut all = Vec::new();
+        while let Some(v) = set.join_next().await {
+            all.extend(v.unwrap());
+        }
+        all
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    lat.sort_unstable();
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    println!(
+        "group commit, {clients} clients, {}: {:.0} records/s, commit p50 {} µs, p99 {} µs ({} records)",
+        durability.as_str(),
+        lat.len() as f64 / elapsed,
+        pct(0.50),
+        pct(0.99),
+        lat.len()
+    );
+}
+
 fn bench(c: &mut Criterion) {
+    for durability in [Durability::Process, Durability::Disk] {
+        for clients in [1, 16, 256] {
+            group_commit(clients, durability, 3);
+        }
+    }
     let mut g = c.benchmark_group("audit");
     g.sample_size(10);
     let prepared: Vec<Prepared> = (0..GROUP as i64)
