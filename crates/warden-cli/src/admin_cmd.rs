@@ -20,7 +20,7 @@ pub struct ServerArgs {
         value_name = "URL",
         default_value = "http://127.0.0.1:8470"
     )]
-    server: String,
+    pub(crate) server: String,
     /// The admin API credential (`wdn_admin_...`).
     #[arg(
         long,
@@ -28,11 +28,11 @@ pub struct ServerArgs {
         value_name = "SECRET",
         hide_env_values = true
     )]
-    admin_token: Option<String>,
+    pub(crate) admin_token: Option<String>,
 }
 
 impl ServerArgs {
-    fn client(&self) -> anyhow::Result<AdminClient> {
+    pub(crate) fn client(&self) -> anyhow::Result<AdminClient> {
         let secret = self.admin_token.as_deref().ok_or_else(|| {
             anyhow::anyhow!(
                 "an admin credential is needed: --admin-token or $WARDEN_ADMIN_TOKEN (printed \

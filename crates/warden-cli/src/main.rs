@@ -8,6 +8,7 @@ mod bench_mcp;
 mod config_cmd;
 mod demo;
 mod keys_cmd;
+mod kill_cmd;
 mod mcp_cmd;
 mod mcp_stdio;
 mod policy_cmd;
@@ -49,6 +50,11 @@ enum Command {
     Audit(audit_cmd::AuditCommand),
     /// Revoke a token (and its delegation subtree), a task or an agent's tokens.
     Revoke(admin_cmd::RevokeArgs),
+    /// Stop an agent now: its tokens, every delegated descendant, calls in flight, open
+    /// streams (`--drill`: prove the kill switch against a test agent and time it).
+    Kill(kill_cmd::KillArgs),
+    /// Make a killed or suspended agent active again (explicit and audited).
+    Resume(kill_cmd::ResumeArgs),
     /// Admin API credentials.
     #[command(subcommand)]
     Admin(admin_cmd::AdminCommand),
@@ -87,6 +93,8 @@ fn main() -> ExitCode {
         Command::McpStdio(args) => mcp_stdio::run(args),
         Command::Audit(cmd) => audit_cmd::run(cmd),
         Command::Revoke(args) => admin_cmd::revoke(args),
+        Command::Kill(args) => kill_cmd::run(args),
+        Command::Resume(args) => kill_cmd::resume(args),
         Command::Admin(cmd) => admin_cmd::run(cmd),
     };
     match result {

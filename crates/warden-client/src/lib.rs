@@ -463,6 +463,29 @@ impl AdminClient {
         self.call("GET", "/revocations", None)
     }
 
+    /// Kills an agent (`mode`: `forced` or `graceful`).
+    pub fn kill(&self, id: &str, mode: &str, reason: &str) -> Result<Value, ClientError> {
+        self.call(
+            "POST",
+            &format!("/agents/{id}/kill"),
+            Some(json!({"mode": mode, "reason": reason})),
+        )
+    }
+
+    /// Kills every agent of `sponsor`, or every agent when `sponsor` is `None`.
+    pub fn kill_many(
+        &self,
+        sponsor: Option<&str>,
+        mode: &str,
+        reason: &str,
+    ) -> Result<Value, ClientError> {
+        let body = match sponsor {
+            Some(sp) => json!({"sponsor": sp, "mode": mode, "reason": reason}),
+            None => json!({"all": true, "mode": mode, "reason": reason}),
+        };
+        self.call("POST", "/kill", Some(body))
+    }
+
     /// Creates another admin credential; returns its secret (shown once).
     pub fn create_admin(&self, name: &str) -> Result<String, ClientError> {
         let v = self.call("POST", "/admins", Some(json!({"name": name})))?;

@@ -151,6 +151,29 @@ impl McpSession {
         })
     }
 
+    /// Opens the session's server-to-client event stream (`GET`): the HTTP status and a
+    /// reader that ends when Warden or the upstream closes the stream (at most 30 s).
+    pub fn open_stream(&self) -> Result<(u16, Box<dyn std::io::Read + Send>), ClientError> {
+        let mut req = self
+            .agent
+            .http
+            .get(&self.url)
+            .header("Accept", "text/event-stream")
+            .header("MCP-Protocol-Version", &self.protocol);
+        req = match self.agent.proof("GET", &self.url, Some(&self.token)) {
+            Some(p) => req
+                .header("Authorization", format!("DPoP {}", self.token))
+                .header("DPoP", p),
+            None => req.header("Authorization", format!("Bearer {}", self.token)),
+        };
+        if let Some(s) = &self.session {
+            req = req.header("Mcp-Session-Id", s);
+        }
+        let resp = req.call().map_err(|e| ClientError::Http(e.to_string()))?;
+        let status = resp.status().as_u16();
+        Ok((status, Box::new(resp.into_body().into_reader())))
+    }
+
     /// Sends a request; returns the JSON-RPC response message (`result` or `error`).
     pub fn request(&mut self, method: &str, mut params: Value) -> Result<Value, ClientError> {
         let id = self.next_id;

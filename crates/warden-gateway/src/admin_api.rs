@@ -22,9 +22,9 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use warden_core::{AgentId, AgentRecord, AgentState, AutonomyLevel, NewAgent, PublicJwk};
-use warden_identity::revocation::{Revocation, Revocations};
+use warden_identity::revocation::{Kill, Revocation, Revocations};
 use warden_store::{
-    AdminCredential, AgentStore, AuthStore, RevocationRecord, SqliteStore, StoreError,
+    AdminCredential, AgentStore, AuthStore, ControlStore, RevocationRecord, SqliteStore, StoreError,
 };
 
 use crate::unix_now;
@@ -59,9 +59,9 @@ pub struct AdminState {
     pub data_dir: std::path::PathBuf,
 }
 
-type ApiResult = Result<Response, Response>;
+pub(crate) type ApiResult = Result<Response, Response>;
 
-fn err(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response {
+pub(crate) fn err(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response {
     (
         status,
         Json(json!({"error": {"code": code, "message": message.to_string()}})),
@@ -69,7 +69,7 @@ fn err(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Respo
         .into_response()
 }
 
-fn store_err(e: StoreError) -> Response {
+pub(crate) fn store_err(e: StoreError) -> Response {
     match &e {
         StoreError::UnknownAgent(_)
         | StoreError::UnknownSponsor { .. }
@@ -94,7 +94,10 @@ fn store_err(e: StoreError) -> Response {
     }
 }
 
-async fn admin(state: &AdminState, headers: &HeaderMap) -> Result<AdminCredential, Response> {
+pub(crate) async fn admin(
+    state: &AdminState,
+    headers: &HeaderMap,
+) -> Result<AdminCredential, Response> {
     let denied = || {
         let mut r = err(
             StatusCode::UNAUTHORIZED,
@@ -124,7 +127,7 @@ async fn admin(state: &AdminState, headers: &HeaderMap) -> Result<AdminCredentia
     }
 }
 
-async fn body<T: serde::de::DeserializeOwned>(
+pub(crate) async fn body<T: serde::de::DeserializeOwned>(
     state: &AdminState,
     req: Request,
 ) -> Result<T, Response> {
@@ -146,22 +149,22 @@ async fn body<T: serde::de::DeserializeOwned>(
     })
 }
 
-fn agent_id(s: &str) -> Result<AgentId, Response> {
+pub(crate) fn agent_id(s: &str) -> Result<AgentId, Response> {
     AgentId::new(s).map_err(|e| err(StatusCode::BAD_REQUEST, "invalid_request", e))
 }
 
-fn ok(v: impl serde::Serialize) -> Response {
+pub(crate) fn ok(v: impl serde::Serialize) -> Response {
     Json(v).into_response()
 }
 
-fn collapse(r: ApiResult) -> Response {
+pub(crate) fn collapse(r: ApiResult) -> Response {
     r.unwrap_or_else(|e| e)
 }
 
 /// Writes the audit record of a change an admin made, durably, before the change is
 /// reported done. If it cannot be written the admin is told so (the change itself stands:
 /// it was made first, and the gap is in the log's health counters).
-async fn audited(s: &AdminState, e: EventRecord) -> Result<(), Response> {
+pub(crate) async fn audited(s: &AdminState, e: EventRecord) -> Result<(), Response> {
     s.audit.event_durable(e).await.map(|_| ()).map_err(|e| {
         tracing::error!(target: "warden::audit", "admin change not audited: {e}");
         err(
@@ -172,12 +175,12 @@ async fn audited(s: &AdminState, e: EventRecord) -> Result<(), Response> {
     })
 }
 
-fn event(name: &str, who: &AdminCredential) -> EventRecord {
+pub(crate) fn event(name: &str, who: &AdminCredential) -> EventRecord {
     EventRecord::new(crate::audit::now_ms(), name, &who.name)
 }
 
 /// The agent's new state becomes visible to token checks at once.
-fn publish(state: &AdminState, a: &AgentRecord) {
+pub(crate) fn publish(state: &AdminState, a: &AgentRecord) {
     state
         .revocations
         .set_agent_blocked(a.id.as_str(), a.state != AgentState::Active);
@@ -311,7 +314,7 @@ pub async fn resume(
     Path(id): Path<String>,
     req: Request,
 ) -> Response {
-    collapse(change_state(&s, &id, req, AgentState::Active).await)
+    collapse(crate::control_api::resume(&s, &id, req).await)
 }
 
 pub async fn revoke(
@@ -592,8 +595,21 @@ pub async fn sync_once(
     revocations: &Revocations,
     last_id: &mut i64,
 ) -> Result<(), StoreError> {
+    let seen = revocations.version();
     let blocked = store.blocked_agents().await?;
-    revocations.set_blocked_agents(blocked.into_iter().collect());
+    let kills = store.latest_kills().await?;
+    let kills = kills
+        .into_iter()
+        .map(|k| {
+            let kill = Kill {
+                at: k.killed_at,
+                forced: k.mode == "forced" && k.resumed_at.is_none(),
+            };
+            (k.agent, kill)
+        })
+        .collect();
+    // Skipped when a change was published while the store was read (next round catches up).
+    revocations.refresh(seen, blocked.into_iter().collect(), kills);
     let new = store.revocations_since(*last_id, unix_now()).await?;
     if let Some(last) = new.last() {
         *last_id = last.id;

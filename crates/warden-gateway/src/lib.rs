@@ -8,6 +8,7 @@
 pub mod admin_api;
 pub mod audit;
 mod authzen_api;
+pub mod control_api;
 pub mod mcp;
 pub mod oauth;
 pub mod policy_files;

@@ -19,7 +19,7 @@ use warden_store::AuthStore as _;
 use crate::admin_api::{self, AdminState};
 use crate::authzen_api::{self, AuthzenState};
 use crate::oauth::{self, Authority, Idp};
-use crate::{policy_files, reload};
+use crate::{control_api, policy_files, reload};
 
 /// What `warden serve` prints at start.
 #[derive(Debug, Clone)]
@@ -409,6 +409,8 @@ impl Server {
             .route("/admin/v1/agents/{id}", get(admin_api::show_agent))
             .route("/admin/v1/agents/{id}/suspend", post(admin_api::suspend))
             .route("/admin/v1/agents/{id}/resume", post(admin_api::resume))
+            .route("/admin/v1/agents/{id}/kill", post(control_api::kill_agent))
+            .route("/admin/v1/kill", post(control_api::kill_many))
             .route("/admin/v1/agents/{id}/revoke", post(admin_api::revoke))
             .route(
                 "/admin/v1/agents/{id}/autonomy",

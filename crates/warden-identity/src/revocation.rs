@@ -1,14 +1,18 @@
 //! What is revoked right now: token ids, tasks, agents that may not act (suspended or
-//! revoked), and delegation subtrees (a revoked `jti` kills every token derived from it,
-//! because each token carries its ancestors' `jti`s).
+//! revoked), delegation subtrees (a revoked `jti` kills every token derived from it, because
+//! each token carries its ancestors' `jti`s), and kills (every token issued to or through an
+//! agent up to the moment it was killed, KS-1).
 //!
 //! Read on every verification, written rarely: the sets live behind an `ArcSwap`, so a check
-//! is a few hash lookups with no lock, and a change publishes a new copy.
+//! is a few hash lookups with no lock, and a change publishes a new copy. Each published
+//! change also ticks a [`watch`] channel, so that work already under way (a call waiting for
+//! its upstream, an open event stream) can look again at once ([`Revocations::changes`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use crate::token::AccessClaims;
 
@@ -24,6 +28,16 @@ pub enum Revocation {
     Agent(String),
 }
 
+/// An agent stopped by the kill switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kill {
+    /// Tokens issued to or through the agent at or before this time (Unix seconds) are
+    /// revoked for good; a resumed agent needs new ones.
+    pub at: i64,
+    /// Forced: work already under way is aborted too. Graceful: it may finish.
+    pub forced: bool,
+}
+
 #[derive(Debug, Default, Clone)]
 struct Sets {
     tokens: HashSet<String>,
@@ -31,12 +45,52 @@ struct Sets {
     agents: HashSet<String>,
     /// Suspended or revoked in the registry; replaced wholesale on refresh.
     blocked: HashSet<String>,
+    /// The latest kill of each killed agent.
+    kills: HashMap<String, Kill>,
+}
+
+impl Sets {
+    /// The first agent of the token's chain for which `hit` holds: the holder, each earlier
+    /// actor, the root agent (`sub` unless it is a user). Walked in place: this runs on
+    /// every request.
+    fn find(claims: &AccessClaims, hit: impl Fn(&str) -> bool) -> Option<&str> {
+        let root = claims
+            .on_behalf_of()
+            .is_none()
+            .then_some(claims.sub.as_str());
+        let mut actor = claims.act.as_ref();
+        let mut found = [Some(claims.client_id.as_str()), root]
+            .into_iter()
+            .flatten()
+            .find(|a| hit(a));
+        while found.is_none()
+            && let Some(a) = actor
+        {
+            found = hit(&a.sub).then_some(a.sub.as_str());
+            actor = a.act.as_deref();
+        }
+        found
+    }
 }
 
 /// The revocation state in force.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Revocations {
     sets: ArcSwap<Sets>,
+    /// Ticks on every published change.
+    changed: watch::Sender<u64>,
+    /// Serialises writers (rare); readers never take it.
+    writer: std::sync::Mutex<()>,
+}
+
+impl Default for Revocations {
+    fn default() -> Self {
+        Self {
+            sets: ArcSwap::default(),
+            changed: watch::Sender::new(0),
+            writer: std::sync::Mutex::new(()),
+        }
+    }
 }
 
 impl Revocations {
@@ -44,41 +98,109 @@ impl Revocations {
         Self::default()
     }
 
+    /// Publishes `f` applied to the current sets, if it changes anything. With `seen`, only
+    /// if nothing was published since that version (see [`Revocations::refresh`]).
+    fn publish_if(&self, seen: Option<u64>, f: impl FnOnce(&mut Sets) -> bool) -> bool {
+        let _w = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.is_some_and(|v| v != self.version()) {
+            return false;
+        }
+        let mut s = Sets::clone(&self.sets.load());
+        if f(&mut s) {
+            self.sets.store(std::sync::Arc::new(s));
+            self.changed.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        true
+    }
+
+    fn publish(&self, f: impl FnOnce(&mut Sets) -> bool) {
+        self.publish_if(None, f);
+    }
+
+    /// The version of the state: it changes with every published change.
+    pub fn version(&self) -> u64 {
+        *self.changed.borrow()
+    }
+
+    /// Replaces the blocked agents and the kills with what the store holds, unless something
+    /// was published since `seen` (read before the store was): then the store may not have
+    /// that change yet, and this refresh is skipped rather than undo it. `false`: skipped.
+    pub fn refresh(
+        &self,
+        seen: u64,
+        blocked: HashSet<String>,
+        kills: HashMap<String, Kill>,
+    ) -> bool {
+        self.publish_if(Some(seen), |s| {
+            let changed = s.blocked != blocked || s.kills != kills;
+            s.blocked = blocked;
+            s.kills = kills;
+            changed
+        })
+    }
+
+    /// A receiver that sees every published change (see [`Revocations::until_revoked`]).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
     /// Adds revocations (one published change for the batch).
     pub fn extend<'a>(&self, items: impl IntoIterator<Item = &'a Revocation>) {
         let items: Vec<&Revocation> = items.into_iter().collect();
-        self.sets.rcu(|old| {
-            let mut s = Sets::clone(old);
+        self.publish(|s| {
+            let mut changed = false;
             for r in &items {
-                match r {
+                changed |= match r {
                     Revocation::Token(j) => s.tokens.insert(j.clone()),
                     Revocation::Task(t) => s.tasks.insert(t.clone()),
                     Revocation::Agent(a) => s.agents.insert(a.clone()),
                 };
             }
-            s
-        });
-    }
-
-    /// Replaces the set of agents that may not act (suspended and revoked ones).
-    pub fn set_blocked_agents(&self, agents: HashSet<String>) {
-        self.sets.rcu(|old| {
-            let mut s = Sets::clone(old);
-            s.blocked.clone_from(&agents);
-            s
+            changed
         });
     }
 
     /// Marks one agent as blocked (suspended or revoked) or not.
     pub fn set_agent_blocked(&self, agent: &str, blocked: bool) {
-        self.sets.rcu(|old| {
-            let mut s = Sets::clone(old);
+        self.publish(|s| {
             if blocked {
-                s.blocked.insert(agent.to_owned());
+                s.blocked.insert(agent.to_owned())
             } else {
-                s.blocked.remove(agent);
+                s.blocked.remove(agent)
             }
-            s
+        });
+    }
+
+    /// Kills agents: each is blocked, every token issued to or through it until `kill.at`
+    /// is revoked, and (forced) work under way on its behalf is told to stop. One published
+    /// change for all of them.
+    pub fn kill<'a>(&self, agents: impl IntoIterator<Item = &'a str>, kill: Kill) {
+        let agents: Vec<&str> = agents.into_iter().collect();
+        self.publish(|s| {
+            for a in &agents {
+                s.blocked.insert((*a).to_owned());
+                let k = s.kills.entry((*a).to_owned()).or_insert(kill);
+                k.at = k.at.max(kill.at);
+                k.forced = kill.forced;
+            }
+            !agents.is_empty()
+        });
+    }
+
+    /// Forgets that work under way for `agent` must be aborted (it was resumed). Its
+    /// tokens from before the kill stay revoked.
+    pub fn resumed(&self, agent: &str) {
+        self.publish(|s| {
+            let unblocked = s.blocked.remove(agent);
+            let unforced = s.kills.get_mut(agent).is_some_and(|k| {
+                let was = k.forced;
+                k.forced = false;
+                was
+            });
+            unblocked || unforced
         });
     }
 
@@ -98,25 +220,53 @@ impl Revocations {
         {
             return Some(format!("task {} is revoked", t.task_id));
         }
-        // Every agent of the chain: the holder, each earlier actor, the root agent (`sub`
-        // unless it is a user). Walked in place: this runs on every request.
-        let blocked = |a: &str| s.agents.contains(a) || s.blocked.contains(a);
-        let root = claims
-            .on_behalf_of()
-            .is_none()
-            .then_some(claims.sub.as_str());
-        let mut actor = claims.act.as_ref();
-        let mut found = [Some(claims.client_id.as_str()), root]
-            .into_iter()
-            .flatten()
-            .find(|a| blocked(a));
-        while found.is_none()
-            && let Some(a) = actor
+        if !s.kills.is_empty()
+            && let Some(a) = Sets::find(claims, |a| {
+                s.kills.get(a).is_some_and(|k| claims.iat <= k.at)
+            })
         {
-            found = blocked(&a.sub).then_some(a.sub.as_str());
-            actor = a.act.as_deref();
+            return Some(format!(
+                "agent {a} was killed; its earlier tokens are revoked"
+            ));
         }
-        found.map(|a| format!("agent {a} is suspended or revoked"))
+        Sets::find(claims, |a| s.agents.contains(a) || s.blocked.contains(a))
+            .map(|a| format!("agent {a} is suspended or revoked"))
+    }
+
+    /// Why work under way with this token must be aborted now, if it must: a forced kill
+    /// of an agent on its chain.
+    pub fn must_abort(&self, claims: &AccessClaims) -> Option<String> {
+        let s = self.sets.load();
+        if s.kills.is_empty() {
+            return None;
+        }
+        Sets::find(claims, |a| {
+            s.kills
+                .get(a)
+                .is_some_and(|k| k.forced && claims.iat <= k.at)
+        })
+        .map(|a| format!("agent {a} was killed"))
+    }
+
+    /// Resolves when the token is no longer good: revoked, its agent suspended or killed
+    /// (`abort_only`: only when a forced kill says to abort work under way). Waits without
+    /// polling; wakes only when something is published.
+    pub async fn until_revoked(&self, claims: &AccessClaims, abort_only: bool) -> String {
+        let mut rx = self.changes();
+        loop {
+            let why = if abort_only {
+                self.must_abort(claims)
+            } else {
+                self.check(claims)
+            };
+            if let Some(why) = why {
+                return why;
+            }
+            if rx.changed().await.is_err() {
+                // The state is gone with its owner: nothing can be checked any more.
+                return "Warden is shutting down".into();
+            }
+        }
     }
 
     /// True when `agent` is blocked.
@@ -178,5 +328,105 @@ pub(crate) mod tests {
         assert!(r.check(&child).is_none());
         r.extend(&[Revocation::Agent("helper".into())]);
         assert!(r.check(&child).is_some());
+    }
+
+    #[test]
+    fn a_kill_revokes_earlier_tokens_for_good_and_wakes_waiters() {
+        let r = Revocations::new();
+        let mut child = claims("c", "helper", &["p"]);
+        child.iat = 50;
+        let changes = r.changes();
+        // Killing the root of the delegation stops the child's token, forced: abort too.
+        r.kill(
+            ["root"],
+            Kill {
+                at: 60,
+                forced: true,
+            },
+        );
+        assert!(changes.has_changed().unwrap());
+        assert!(r.check(&child).unwrap().contains("killed"));
+        assert!(r.must_abort(&child).is_some());
+        // Resumed: the agent may act again, but only with tokens issued after the kill.
+        r.resumed("root");
+        assert!(r.must_abort(&child).is_none());
+        assert!(r.check(&child).unwrap().contains("killed"));
+        child.iat = 61;
+        assert!(r.check(&child).is_none());
+        // A graceful kill blocks new work but aborts nothing.
+        r.kill(
+            ["helper"],
+            Kill {
+                at: 70,
+                forced: false,
+            },
+        );
+        assert!(r.check(&child).is_some());
+        assert!(r.must_abort(&child).is_none());
+        // A refresh that changes nothing publishes nothing.
+        let kills: HashMap<String, Kill> = [
+            (
+                "root".to_owned(),
+                Kill {
+                    at: 60,
+                    forced: false,
+                },
+            ),
+            (
+                "helper".to_owned(),
+                Kill {
+                    at: 70,
+                    forced: false,
+                },
+            ),
+        ]
+        .into();
+        let blocked: HashSet<String> = ["helper".to_owned()].into();
+        let v = r.version();
+        assert!(r.refresh(v, blocked.clone(), kills.clone()));
+        let quiet = r.changes();
+        assert!(r.refresh(r.version(), blocked.clone(), kills.clone()));
+        assert!(!quiet.has_changed().unwrap());
+        // A refresh read before a local change is skipped: it must not undo the change.
+        let stale = r.version();
+        r.kill(
+            ["other"],
+            Kill {
+                at: 80,
+                forced: true,
+            },
+        );
+        assert!(!r.refresh(stale, blocked, kills));
+        assert!(r.agent_blocked("other"));
+    }
+
+    #[tokio::test]
+    async fn until_revoked_resolves_when_a_kill_is_published() {
+        let r = std::sync::Arc::new(Revocations::new());
+        let c = claims("c", "helper", &[]);
+        let waiter = {
+            let (r, c) = (std::sync::Arc::clone(&r), c.clone());
+            tokio::spawn(async move { r.until_revoked(&c, true).await })
+        };
+        tokio::task::yield_now().await;
+        // A graceful kill does not abort work under way...
+        r.kill(
+            ["helper"],
+            Kill {
+                at: c.iat,
+                forced: false,
+            },
+        );
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        // ...a forced one does.
+        r.kill(
+            ["helper"],
+            Kill {
+                at: c.iat,
+                forced: true,
+            },
+        );
+        assert!(waiter.await.unwrap().contains("helper"));
     }
 }

@@ -11,6 +11,7 @@
 
 mod agents;
 mod auth;
+mod control;
 mod migrate;
 mod sqlite;
 
@@ -80,6 +81,162 @@ pub struct RevocationRecord {
     pub created_at: i64,
     /// When the row may be forgotten (the token's own expiry); `None`: never.
     pub expires_at: Option<i64>,
+}
+
+/// One kill of an agent (KS-1).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KillRecord {
+    pub id: i64,
+    pub agent: String,
+    /// `graceful` or `forced`.
+    pub mode: String,
+    pub reason: String,
+    pub killed_by: String,
+    pub killed_at: i64,
+    pub resumed_at: Option<i64>,
+    pub resumed_by: Option<String>,
+}
+
+/// Where an approval request stands (HC-1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalState {
+    Pending,
+    Approved,
+    Denied,
+    /// Nobody decided in time (a timeout denies), or an approval was not used in time.
+    Expired,
+    /// Approved, and spent on its one call.
+    Used,
+}
+
+impl ApprovalState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Denied => "denied",
+            Self::Expired => "expired",
+            Self::Used => "used",
+        }
+    }
+}
+
+impl std::str::FromStr for ApprovalState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "pending" => Self::Pending,
+            "approved" => Self::Approved,
+            "denied" => Self::Denied,
+            "expired" => Self::Expired,
+            "used" => Self::Used,
+            _ => return Err(format!("unknown approval state `{s}`")),
+        })
+    }
+}
+
+/// A request for a human's approval of one exact action (HC-1).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ApprovalRecord {
+    pub id: String,
+    pub agent: String,
+    pub task: String,
+    pub action: String,
+    pub resource: String,
+    /// The arguments as the approver sees them (secrets redacted).
+    pub arguments: serde_json::Value,
+    /// Finds the approval of the same call retried.
+    pub match_key: String,
+    /// What the approval is bound to: the match key and the expiry.
+    pub binding: String,
+    /// Why the policy asks for approval.
+    pub reasons: Vec<String>,
+    pub stated_reason: Option<String>,
+    /// Who may decide.
+    pub approvers: Vec<String>,
+    pub state: ApprovalState,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<i64>,
+    pub decision_reason: Option<String>,
+    pub used_at: Option<i64>,
+}
+
+/// Kills and approvals.
+pub trait ControlStore: Send + Sync {
+    /// Records a kill of every agent in `ids` and suspends them, in one transaction.
+    fn kill(
+        &self,
+        ids: &[AgentId],
+        mode: &str,
+        reason: &str,
+        by: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<AgentRecord>, StoreError>> + Send;
+
+    /// Makes a killed or suspended agent active again and closes its kills.
+    fn resume(
+        &self,
+        id: &AgentId,
+        by: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<AgentRecord, StoreError>> + Send;
+
+    /// The latest kill of every agent ever killed.
+    fn latest_kills(&self) -> impl Future<Output = Result<Vec<KillRecord>, StoreError>> + Send;
+
+    fn add_approval(
+        &self,
+        a: ApprovalRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn approval(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<ApprovalRecord>, StoreError>> + Send;
+
+    /// The newest pending or approved, unexpired approval with this match key.
+    fn live_approval(
+        &self,
+        match_key: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<ApprovalRecord>, StoreError>> + Send;
+
+    fn approvals(
+        &self,
+        state: Option<ApprovalState>,
+        agent: Option<&str>,
+        limit: u32,
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<ApprovalRecord>, StoreError>> + Send;
+
+    /// (asked since `since`, pending now) for one agent.
+    fn approval_counts(
+        &self,
+        agent: &str,
+        since: i64,
+        now: i64,
+    ) -> impl Future<Output = Result<(u32, u32), StoreError>> + Send;
+
+    /// Approves or denies a pending approval.
+    fn decide_approval(
+        &self,
+        id: &str,
+        approve: bool,
+        by: &str,
+        reason: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<ApprovalRecord, StoreError>> + Send;
+
+    /// Spends an approved approval; `false` if it is not approved and unexpired.
+    fn use_approval(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// Admin credentials and revocations.

@@ -7,8 +7,8 @@ use rusqlite::{Connection, OpenFlags};
 use warden_core::{AgentId, AgentRecord, AgentState, AutonomyLevel, NewAgent, PublicJwk};
 
 use crate::{
-    AdminCredential, AgentStore, AuthStore, RevocationRecord, SponsorRemoved, StoreError, agents,
-    auth, migrate,
+    AdminCredential, AgentStore, ApprovalRecord, ApprovalState, AuthStore, ControlStore,
+    KillRecord, RevocationRecord, SponsorRemoved, StoreError, agents, auth, control, migrate,
 };
 
 /// The file name of the database inside the data directory.
@@ -222,5 +222,94 @@ impl AuthStore for SqliteStore {
 
     async fn blocked_agents(&self) -> Result<Vec<String>, StoreError> {
         self.tx(auth::blocked_agents).await
+    }
+}
+
+impl ControlStore for SqliteStore {
+    async fn kill(
+        &self,
+        ids: &[AgentId],
+        mode: &str,
+        reason: &str,
+        by: &str,
+        now: i64,
+    ) -> Result<Vec<AgentRecord>, StoreError> {
+        let (ids, mode, reason, by) = (
+            ids.to_vec(),
+            mode.to_owned(),
+            reason.to_owned(),
+            by.to_owned(),
+        );
+        self.tx(move |tx| control::kill(tx, &ids, &mode, &reason, &by, now))
+            .await
+    }
+
+    async fn resume(&self, id: &AgentId, by: &str, now: i64) -> Result<AgentRecord, StoreError> {
+        let (id, by) = (id.clone(), by.to_owned());
+        self.tx(move |tx| control::resume(tx, &id, &by, now)).await
+    }
+
+    async fn latest_kills(&self) -> Result<Vec<KillRecord>, StoreError> {
+        self.tx(control::latest_kills).await
+    }
+
+    async fn add_approval(&self, a: ApprovalRecord) -> Result<(), StoreError> {
+        self.tx(move |tx| control::add_approval(tx, &a)).await
+    }
+
+    async fn approval(&self, id: &str, now: i64) -> Result<Option<ApprovalRecord>, StoreError> {
+        let id = id.to_owned();
+        self.tx(move |tx| control::approval(tx, &id, now)).await
+    }
+
+    async fn live_approval(
+        &self,
+        match_key: &str,
+        now: i64,
+    ) -> Result<Option<ApprovalRecord>, StoreError> {
+        let key = match_key.to_owned();
+        self.tx(move |tx| control::live_approval(tx, &key, now))
+            .await
+    }
+
+    async fn approvals(
+        &self,
+        state: Option<ApprovalState>,
+        agent: Option<&str>,
+        limit: u32,
+        now: i64,
+    ) -> Result<Vec<ApprovalRecord>, StoreError> {
+        let agent = agent.map(str::to_owned);
+        self.tx(move |tx| control::approvals(tx, state, agent.as_deref(), limit, now))
+            .await
+    }
+
+    async fn approval_counts(
+        &self,
+        agent: &str,
+        since: i64,
+        now: i64,
+    ) -> Result<(u32, u32), StoreError> {
+        let agent = agent.to_owned();
+        self.tx(move |tx| control::approval_counts(tx, &agent, since, now))
+            .await
+    }
+
+    async fn decide_approval(
+        &self,
+        id: &str,
+        approve: bool,
+        by: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<ApprovalRecord, StoreError> {
+        let (id, by, reason) = (id.to_owned(), by.to_owned(), reason.to_owned());
+        self.tx(move |tx| control::decide_approval(tx, &id, approve, &by, &reason, now))
+            .await
+    }
+
+    async fn use_approval(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.tx(move |tx| control::use_approval(tx, &id, now)).await
     }
 }

@@ -258,6 +258,12 @@ pub struct DealUpdate {
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct Export {
+    /// How long the export takes.
+    pub seconds: u64,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct RecordId {
     pub id: String,
 }
@@ -310,6 +316,12 @@ impl Crm {
     #[tool(description = "Change the value of a deal.")]
     fn update_deal(&self, Parameters(d): Parameters<DealUpdate>) -> String {
         format!("deal {} now worth {:.2}", d.deal_id, d.value)
+    }
+
+    #[tool(description = "Export every contact as CSV. Slow: takes `seconds` (at most 60).")]
+    async fn export_contacts(&self, Parameters(e): Parameters<Export>) -> String {
+        tokio::time::sleep(std::time::Duration::from_secs(e.seconds.min(60))).await;
+        "id,name\nc-1,Ada Lovelace\nc-2,Grace Hopper\n".to_owned()
     }
 
     #[tool(description = "Delete a CRM record permanently.")]

@@ -19,7 +19,8 @@ pub const POLICIES: &str = r#"
 @id("assistant-crm")
 @reason("the assistant reads contacts and logs call notes")
 permit (principal == Warden::Agent::"assistant", action == Warden::Action::"call_tool", resource)
-when { [Warden::Tool::"crm/read_contact", Warden::Tool::"crm/log_call_note"].contains(resource) };
+when { [Warden::Tool::"crm/read_contact", Warden::Tool::"crm/log_call_note",
+        Warden::Tool::"crm/export_contacts"].contains(resource) };
 
 @id("others-read-contacts")
 permit (principal, action == Warden::Action::"call_tool", resource == Warden::Tool::"crm/read_contact")
@@ -50,7 +51,7 @@ when { context.arguments has amount && context.arguments.amount > 10000 };
 
 pub const ARGUMENTS_SCHEMA: &str = r#"
 namespace Warden {
-  type Arguments = { "amount"?: Long, "to"?: String, "id"?: String };
+  type Arguments = { "amount"?: Long, "to"?: String, "id"?: String, "seconds"?: Long };
 }
 "#;
 

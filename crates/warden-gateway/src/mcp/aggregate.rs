@@ -301,13 +301,16 @@ async fn post_inner(
                 params.insert("name".into(), Value::String(inner));
             }
             let forwarded = std::time::Instant::now();
-            let response = match up.request(&method, &Value::Object(params)).await {
-                Ok(mut answer) => {
-                    held::restore(&mut answer, id.as_ref(), stateless);
-                    axum::Json(answer).into_response()
+            let response = super::contain::call(s, &claims, id.as_ref(), None, async {
+                match up.request(&method, &Value::Object(params)).await {
+                    Ok(mut answer) => {
+                        held::restore(&mut answer, id.as_ref(), stateless);
+                        axum::Json(answer).into_response()
+                    }
+                    Err(e) => upstream_failed(&up.name, id.as_ref(), &e),
                 }
-                Err(e) => upstream_failed(&up.name, id.as_ref(), &e),
-            };
+            })
+            .await;
             trail::outcome(s, &caller, seq, &recorded_name, forwarded, &response);
             response
         }

@@ -21,6 +21,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod aggregate;
+mod contain;
 pub mod decide;
 mod held;
 pub mod http;
@@ -593,17 +594,24 @@ async fn post_inner(
         );
     };
     let forwarded = std::time::Instant::now();
-    let answer = match &up.link {
-        UpstreamLink::Http(http) => {
-            relay::forward(
-                s, up, http, &claims, &caller, headers, permitted, list, initialize,
-            )
-            .await
+    let id = permitted.frame().id().cloned();
+    let on_abort = decided
+        .as_ref()
+        .map(|(seq, name)| trail::on_abort(s, &caller, *seq, name));
+    let answer = contain::call(s, &claims, id.as_ref(), on_abort, async {
+        match &up.link {
+            UpstreamLink::Http(http) => {
+                relay::forward(
+                    s, up, http, &claims, &caller, headers, permitted, list, initialize,
+                )
+                .await
+            }
+            UpstreamLink::Stdio(child) => {
+                stdio_front::forward(s, up, child, &claims, &caller, headers, permitted, list).await
+            }
         }
-        UpstreamLink::Stdio(child) => {
-            stdio_front::forward(s, up, child, &claims, &caller, headers, permitted, list).await
-        }
-    };
+    })
+    .await;
     if let Some((seq, name)) = decided {
         trail::outcome(s, &caller, seq, &name, forwarded, &answer);
     }

@@ -219,12 +219,18 @@ async fn relay_bodyless(
             return StatusCode::METHOD_NOT_ALLOWED.into_response();
         }
     };
+    let stream = method == Method::GET;
     match http.send(method, headers, Bytes::new()).await {
         Ok(answer) => {
             let (parts, body) = answer.into_parts();
-            relayed_head(&parts)
+            let r = relayed_head(&parts)
                 .body(Body::new(body))
-                .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+                .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response());
+            if stream {
+                super::contain::stream(s, &claims, r)
+            } else {
+                r
+            }
         }
         Err(e) => upstream_failed(&up.name, None, &e),
     }

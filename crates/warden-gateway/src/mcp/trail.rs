@@ -176,16 +176,17 @@ pub(crate) fn outcome(
     answer: &Response,
 ) {
     let status = answer.status();
-    let failed = answer
-        .extensions()
-        .get::<RefusedReason>()
-        .is_some_and(|r| r.0 == "upstream_failed");
+    let refused = answer.extensions().get::<RefusedReason>();
+    let failed = refused.is_some_and(|r| r.0 == "upstream_failed");
+    let aborted = refused.is_some_and(|r| r.0 == "agent_killed");
     let rec = OutcomeRecord {
         time_ms: audit::now_ms(),
         decision_seq: seq,
         agent: Some(caller.claims.client_id.clone()),
         resource: format!("{}/{name}", caller.upstream),
-        status: if failed {
+        status: if aborted {
+            "aborted"
+        } else if failed {
             "failed"
         } else if status.is_success() {
             "ok"
@@ -193,7 +194,7 @@ pub(crate) fn outcome(
             "error"
         }
         .into(),
-        http_status: (!failed).then_some(status.as_u16()),
+        http_status: (!failed && !aborted).then_some(status.as_u16()),
         latency_us: u64::try_from(forwarded.elapsed().as_micros()).unwrap_or(u64::MAX),
         findings: Vec::new(),
     };
@@ -201,4 +202,32 @@ pub(crate) fn outcome(
         .audit
         .auditor
         .record(&warden_audit::Record::Outcome(rec));
+}
+
+/// What to record if a kill cuts the answer to call `seq` while it streams: an outcome
+/// `aborted` after the `ok` of its head.
+pub(crate) fn on_abort(
+    s: &McpState,
+    caller: &Caller<'_>,
+    seq: u64,
+    name: &str,
+) -> super::contain::OnAbort {
+    let audit = Arc::clone(&s.authority.audit);
+    let agent = caller.claims.client_id.clone();
+    let resource = format!("{}/{name}", caller.upstream);
+    let started = Instant::now();
+    Box::new(move |_why: &str| {
+        audit
+            .auditor
+            .record(&warden_audit::Record::Outcome(OutcomeRecord {
+                time_ms: audit::now_ms(),
+                decision_seq: seq,
+                agent: Some(agent),
+                resource,
+                status: "aborted".into(),
+                http_status: None,
+                latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                findings: Vec::new(),
+            }));
+    })
 }
