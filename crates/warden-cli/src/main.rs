@@ -2,6 +2,7 @@
 
 mod admin_cmd;
 mod agent_cmd;
+mod approvals_cmd;
 mod audit_cmd;
 mod bench;
 mod bench_mcp;
@@ -55,6 +56,9 @@ enum Command {
     Kill(kill_cmd::KillArgs),
     /// Make a killed or suspended agent active again (explicit and audited).
     Resume(kill_cmd::ResumeArgs),
+    /// Calls held for a human's approval: list, show, approve, deny.
+    #[command(subcommand)]
+    Approvals(approvals_cmd::ApprovalsCommand),
     /// Admin API credentials.
     #[command(subcommand)]
     Admin(admin_cmd::AdminCommand),
@@ -95,6 +99,7 @@ fn main() -> ExitCode {
         Command::Revoke(args) => admin_cmd::revoke(args),
         Command::Kill(args) => kill_cmd::run(args),
         Command::Resume(args) => kill_cmd::resume(args),
+        Command::Approvals(cmd) => approvals_cmd::run(cmd),
         Command::Admin(cmd) => admin_cmd::run(cmd),
     };
     match result {

@@ -160,23 +160,36 @@ fn every_conformance_check_ends_the_same_through_warden_as_directly() {
          permit (principal == Warden::Agent::\"conformance\", action, resource);\n",
     )
     .unwrap();
-    let local = free_port();
+    // The local listener's port is picked free and then bound by Warden: another test may
+    // take it in between, so a failed start is retried with a new port.
     let config = dir.path().join("warden.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[policy]\ndir = {policies:?}\nwatch = false\n\
-             [upstreams.everything]\nurl = \"http://127.0.0.1:{port}/mcp\"\n\
-             [[local_listeners]]\nagent = \"conformance\"\nlisten = \"127.0.0.1:{local}\"\n"
-        ),
-    )
-    .unwrap();
-    let w = Warden::start_with(
-        warden()
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("WARDEN_DATA_DIR", &data),
-    );
+    let mut attempt = 0;
+    let (w, local) = loop {
+        attempt += 1;
+        let local = free_port();
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\n[policy]\ndir = {policies:?}\nwatch = false\n\
+                 [upstreams.everything]\nurl = \"http://127.0.0.1:{port}/mcp\"\n\
+                 [[local_listeners]]\nagent = \"conformance\"\nlisten = \"127.0.0.1:{local}\"\n"
+            ),
+        )
+        .unwrap();
+        let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Warden::start_with(
+                warden()
+                    .args(["serve", "--config"])
+                    .arg(&config)
+                    .env("WARDEN_DATA_DIR", &data),
+            )
+        }));
+        match started {
+            Ok(w) => break (w, local),
+            Err(e) if attempt >= 3 => std::panic::resume_unwind(e),
+            Err(_) => continue,
+        }
+    };
     let through = run_suite(
         &conformance,
         &path,

@@ -88,8 +88,14 @@ fn arguments_decide_transfers_allow_approval_or_deny() {
     let ok = transfer(json!(200));
     assert!(text_of(&ok).contains("transferred 200.00"), "{ok}");
     let before = env.stats().requests("finance");
+    // Held for an approver (tests/approvals.rs); nobody decides within the test config's
+    // 2 s, so the timeout denies.
     let approval = transfer(json!(5000));
-    assert_eq!(error_of(&approval), (-32002, "approval_required".into()));
+    assert_eq!(error_of(&approval), (-32001, "approval_timeout".into()));
+    assert!(
+        approval["error"]["data"]["approval"].is_string(),
+        "{approval}"
+    );
     assert_eq!(
         approval["error"]["data"]["policies"],
         json!(["assistant-large-transfers"])

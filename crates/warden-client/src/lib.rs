@@ -486,6 +486,46 @@ impl AdminClient {
         self.call("POST", "/kill", Some(body))
     }
 
+    /// Approval requests, newest first (`state`: pending, approved, denied, expired, used).
+    pub fn approvals(
+        &self,
+        state: Option<&str>,
+        agent: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let mut q: Vec<String> = Vec::new();
+        for (k, v) in [("state", state), ("agent", agent)] {
+            if let Some(v) = v {
+                let enc: String = form_urlencoded::byte_serialize(v.as_bytes()).collect();
+                q.push(format!("{k}={enc}"));
+            }
+        }
+        let path = if q.is_empty() {
+            "/approvals".to_owned()
+        } else {
+            format!("/approvals?{}", q.join("&"))
+        };
+        self.call("GET", &path, None)
+    }
+
+    pub fn approval(&self, id: &str) -> Result<Value, ClientError> {
+        self.call("GET", &format!("/approvals/{id}"), None)
+    }
+
+    /// Approves (`true`) or denies a pending approval, with a reason.
+    pub fn decide_approval(
+        &self,
+        id: &str,
+        approve: bool,
+        reason: &str,
+    ) -> Result<Value, ClientError> {
+        let verb = if approve { "approve" } else { "deny" };
+        self.call(
+            "POST",
+            &format!("/approvals/{id}/{verb}"),
+            Some(json!({"reason": reason})),
+        )
+    }
+
     /// Creates another admin credential; returns its secret (shown once).
     pub fn create_admin(&self, name: &str) -> Result<String, ClientError> {
         let v = self.call("POST", "/admins", Some(json!({"name": name})))?;

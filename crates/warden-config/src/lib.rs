@@ -6,6 +6,7 @@
 //! a file, and a resolved [`Secret`] never prints its value (`Debug` and `Display` redact).
 //! Relative paths are resolved against the config file's directory.
 
+mod approvals;
 mod audit;
 mod secret;
 
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use approvals::ApprovalsConfig;
 pub use audit::{AuditConfig, AuditDurability, DurabilityMode};
 pub use secret::{Secret, SecretError, SecretRef};
 
@@ -46,6 +48,8 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    #[serde(default)]
+    pub approvals: ApprovalsConfig,
 }
 
 /// `[[local_listeners]]`: an MCP endpoint (`/mcp`, `/mcp/<upstream>`) without tokens, where

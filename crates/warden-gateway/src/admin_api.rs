@@ -57,6 +57,7 @@ pub struct AdminState {
     pub audit: Arc<crate::audit::Audit>,
     /// Where `audit.db` is (read by the audit endpoints).
     pub data_dir: std::path::PathBuf,
+    pub approvals: Arc<crate::approvals::Approvals>,
 }
 
 pub(crate) type ApiResult = Result<Response, Response>;

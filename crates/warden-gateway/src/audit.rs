@@ -47,6 +47,11 @@ impl Audit {
         r
     }
 
+    /// The arguments with secrets redacted, as records and approvers see them.
+    pub fn redact(&self, args: &Map<String, Value>) -> Value {
+        warden_audit::record::redact_with(args, &self.redact_keys)
+    }
+
     /// How durable the record of a call by an agent at `level` must be before forwarding.
     pub fn durability(&self, level: AutonomyLevel) -> Durability {
         mode(match level {

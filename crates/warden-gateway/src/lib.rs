@@ -6,6 +6,8 @@
 //! [`warden_config::Config`]) and makes no decisions (the engine does).
 
 pub mod admin_api;
+pub mod approvals;
+pub mod approvals_api;
 pub mod audit;
 mod authzen_api;
 pub mod control_api;

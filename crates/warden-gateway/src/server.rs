@@ -19,7 +19,7 @@ use warden_store::AuthStore as _;
 use crate::admin_api::{self, AdminState};
 use crate::authzen_api::{self, AuthzenState};
 use crate::oauth::{self, Authority, Idp};
-use crate::{control_api, policy_files, reload};
+use crate::{approvals_api, control_api, policy_files, reload};
 
 /// What `warden serve` prints at start.
 #[derive(Debug, Clone)]
@@ -318,6 +318,11 @@ impl Server {
             Arc::clone(&revocations),
             dpop_policy,
         ));
+        let approvals = Arc::new(crate::approvals::Approvals::new(
+            store.clone(),
+            config.approvals.clone(),
+            Arc::clone(&audit),
+        ));
         let authority = Arc::new(Authority {
             store: store.clone(),
             engine: Arc::clone(&engine),
@@ -335,6 +340,7 @@ impl Server {
             idps,
             max_body: config.server.max_body_bytes,
             audit: Arc::clone(&audit),
+            approvals: Arc::clone(&approvals),
         });
         let mcp_state = Arc::new(
             crate::mcp::McpState::new(config, Arc::clone(&authority))
@@ -348,6 +354,7 @@ impl Server {
             max_body: config.server.max_body_bytes,
             audit: Arc::clone(&audit),
             data_dir: data_dir.clone(),
+            approvals,
         });
 
         let api_key = config
@@ -411,6 +418,13 @@ impl Server {
             .route("/admin/v1/agents/{id}/resume", post(admin_api::resume))
             .route("/admin/v1/agents/{id}/kill", post(control_api::kill_agent))
             .route("/admin/v1/kill", post(control_api::kill_many))
+            .route("/admin/v1/approvals", get(approvals_api::list))
+            .route("/admin/v1/approvals/{id}", get(approvals_api::show))
+            .route(
+                "/admin/v1/approvals/{id}/approve",
+                post(approvals_api::approve),
+            )
+            .route("/admin/v1/approvals/{id}/deny", post(approvals_api::deny))
             .route("/admin/v1/agents/{id}/revoke", post(admin_api::revoke))
             .route(
                 "/admin/v1/agents/{id}/autonomy",

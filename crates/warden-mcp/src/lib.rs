@@ -151,6 +151,8 @@ pub struct Frame {
 
 /// The `params._meta` key where an agent states why it acts.
 pub const REASON_META_KEY: &str = "warden/reason";
+/// Where an agent names the approval it presents for a call (`params._meta`).
+pub const APPROVAL_META_KEY: &str = "warden/approval";
 
 impl Frame {
     /// Decodes one message of at most `max_bytes`.
@@ -178,6 +180,19 @@ impl Frame {
         match &self.message {
             Message::Request { id, .. } | Message::Response { id, .. } => Some(id),
             Message::Notification { .. } => None,
+        }
+    }
+
+    /// The approval the agent presents (`params._meta["warden/approval"]`), if any.
+    pub fn approval_id(&self) -> Option<&str> {
+        self.meta_str(APPROVAL_META_KEY)
+    }
+
+    /// A string in the request's `params._meta`.
+    pub fn meta_str(&self, key: &str) -> Option<&str> {
+        match &self.message {
+            Message::Request { meta: Some(m), .. } => m.get(key).and_then(Value::as_str),
+            _ => None,
         }
     }
 

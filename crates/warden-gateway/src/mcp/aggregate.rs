@@ -206,6 +206,8 @@ async fn post_inner(
     let stateless = is_stateless(headers);
     let reason = stated_reason(&frame, headers).map(str::to_owned);
     let reason = reason.as_deref();
+    let approval = frame.approval_id().map(str::to_owned);
+    let approval = approval.as_deref();
     match decide::mediation(action) {
         Mediation::Protocol => {
             let method = method.to_owned();
@@ -238,6 +240,7 @@ async fn post_inner(
                 reason,
                 now: unix_now(),
                 local,
+                approval,
             };
             let mut result = list(s, caller, kind).await;
             if stateless {
@@ -268,6 +271,7 @@ async fn post_inner(
                 reason,
                 now: unix_now(),
                 local,
+                approval,
             };
             let snapshot = s.authority.engine.snapshot();
             let (decision, seq) = match trail::decide_and_record(

@@ -22,6 +22,8 @@ pub struct Caller<'a> {
     pub now: i64,
     /// Set when the request came through an agent-bound local listener.
     pub local: Option<&'a LocalBinding>,
+    /// The approval the agent presents (`_meta["warden/approval"]`).
+    pub approval: Option<&'a str>,
 }
 
 impl Caller<'_> {
@@ -117,6 +119,8 @@ pub struct Refusal {
     pub reason_id: &'static str,
     pub message: String,
     pub decision: Decision,
+    /// The approval request this refusal concerns, if any.
+    pub approval: Option<String>,
 }
 
 impl Refusal {
@@ -128,6 +132,7 @@ impl Refusal {
             "effect": self.decision.effect.as_str(),
             "policies": self.decision.determining,
             "reasons": self.decision.reasons,
+            "approval": self.approval,
         })
     }
 }
@@ -182,6 +187,7 @@ pub fn decide(
                 "{} {resource} is not among the task's granted actions",
                 kind.as_str()
             )),
+            approval: None,
         });
     }
     let mut req = request(c, kind, resource).map_err(|e| Refusal {
@@ -189,6 +195,7 @@ pub fn decide(
         reason_id: "decision_error",
         message: format!("the request could not be decided: {e}"),
         decision: Decision::default_deny(e),
+        approval: None,
     })?;
     if let Some(a) = arguments {
         req.arguments.clone_from(a);
@@ -206,6 +213,7 @@ pub fn decide(
                 decision.reasons.join("; ")
             ),
             decision,
+            approval: None,
         }),
         Effect::Deny => Err(Refusal {
             code: codes::DENIED,
@@ -221,6 +229,7 @@ pub fn decide(
                 decision.reasons.join("; ")
             ),
             decision,
+            approval: None,
         }),
     }
 }

@@ -516,12 +516,14 @@ async fn post_inner(
         return r;
     }
     let reason = stated_reason(&frame, headers).map(str::to_owned);
+    let approval = frame.approval_id().map(str::to_owned);
     let caller = Caller {
         claims: &claims,
         upstream: &up.name,
         reason: reason.as_deref(),
         now: unix_now(),
         local,
+        approval: approval.as_deref(),
     };
     let snapshot = s.authority.engine.snapshot();
     let mut decided: Option<(u64, String)> = None;

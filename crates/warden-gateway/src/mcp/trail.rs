@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Map, Value, json};
 use warden_audit::OutcomeRecord;
-use warden_core::{ActionKind, Decision};
+use warden_core::{ActionKind, Decision, Effect};
 use warden_identity::token::AccessClaims;
 use warden_mcp::{RequestId, codes};
 use warden_policy::PolicySnapshot;
@@ -24,6 +24,7 @@ use warden_policy::PolicySnapshot;
 use super::decide::{self, Caller, Refusal};
 use super::local::LocalBinding;
 use super::{McpState, rpc_error};
+use crate::approvals::Ask;
 use crate::audit;
 
 /// The stable reason id of a refusal, carried on the response so that the request's
@@ -116,7 +117,48 @@ pub(crate) async fn decide_and_record(
     arguments: Option<&Map<String, Value>>,
     id: Option<&RequestId>,
 ) -> Result<(Decision, u64), Result<Refusal, Response>> {
-    let outcome = decide::decide(snapshot, caller, kind, name, arguments);
+    let mut outcome = decide::decide(snapshot, caller, kind, name, arguments);
+    let mut approved = false;
+    if let Err(r) = &mut outcome
+        && r.decision.effect == Effect::RequireApproval
+    {
+        // HC-1: held until an approver decides, the timeout denies, or the agent is stopped.
+        let resource = format!("{}/{name}", caller.upstream);
+        let ask = Ask {
+            claims: caller.claims,
+            action: kind.as_str(),
+            resource: &resource,
+            arguments,
+            stated_reason: caller.reason,
+            presented: caller.approval,
+        };
+        let revocations = s.authority.verifier.revocations();
+        match s
+            .authority
+            .approvals
+            .hold(revocations, ask, &r.decision)
+            .await
+        {
+            Ok(a) => {
+                let mut d = r.decision.clone();
+                d.effect = Effect::Allow;
+                d.reasons.push(format!(
+                    "approved by {} (approval {}): {}",
+                    a.by, a.id, a.reason
+                ));
+                approved = true;
+                outcome = Ok(d);
+            }
+            Err(n) => {
+                r.decision.effect = Effect::Deny;
+                r.decision.reasons.push(n.message.clone());
+                r.code = codes::DENIED;
+                r.reason_id = n.reason_id;
+                r.message = format!("{} {resource}: {}", kind.as_str(), n.message);
+                r.approval = n.approval;
+            }
+        }
+    }
     let (d, refusal) = match &outcome {
         Ok(d) => (d, None),
         Err(r) => (&r.decision, Some(r)),
@@ -130,7 +172,9 @@ pub(crate) async fn decide_and_record(
     let mut r = audit::with_decision(
         r,
         d,
-        refusal.map_or("allowed", |f| f.reason_id),
+        refusal.map_or(if approved { "approved" } else { "allowed" }, |f| {
+            f.reason_id
+        }),
         snapshot.version(),
     );
     r.latency_us = trail.latency_us();

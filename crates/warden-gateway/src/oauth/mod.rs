@@ -115,6 +115,8 @@ pub struct Authority {
     pub max_body: usize,
     /// The audit trail every decision is written to.
     pub audit: Arc<crate::audit::Audit>,
+    /// Calls held for a human's approval.
+    pub approvals: Arc<crate::approvals::Approvals>,
 }
 
 /// An RFC 6749 §5.2 error.
