@@ -8,6 +8,7 @@
 
 mod approvals;
 mod audit;
+mod limits;
 mod secret;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 pub use approvals::ApprovalsConfig;
 pub use audit::{AuditConfig, AuditDurability, DurabilityMode};
+pub use limits::{LimitConfig, LimitKind, LimitScope};
 pub use secret::{Secret, SecretError, SecretRef};
 
 /// The default listen address: loopback only.
@@ -50,6 +52,9 @@ pub struct Config {
     pub audit: AuditConfig,
     #[serde(default)]
     pub approvals: ApprovalsConfig,
+    /// Rate limits and blast-radius caps (`[[limits]]`, docs/limits.md).
+    #[serde(default)]
+    pub limits: Vec<LimitConfig>,
 }
 
 /// `[[local_listeners]]`: an MCP endpoint (`/mcp`, `/mcp/<upstream>`) without tokens, where

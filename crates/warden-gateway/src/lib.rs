@@ -11,6 +11,7 @@ pub mod approvals_api;
 pub mod audit;
 mod authzen_api;
 pub mod control_api;
+pub mod limits;
 pub mod mcp;
 pub mod oauth;
 pub mod policy_files;

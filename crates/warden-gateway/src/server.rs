@@ -341,6 +341,7 @@ impl Server {
             max_body: config.server.max_body_bytes,
             audit: Arc::clone(&audit),
             approvals: Arc::clone(&approvals),
+            limits: crate::limits::Limits::new(config.limits.clone()),
         });
         let mcp_state = Arc::new(
             crate::mcp::McpState::new(config, Arc::clone(&authority))

@@ -26,6 +26,7 @@ use super::local::LocalBinding;
 use super::{McpState, rpc_error};
 use crate::approvals::Ask;
 use crate::audit;
+use crate::limits::Subject;
 
 /// The stable reason id of a refusal, carried on the response so that the request's
 /// record names it.
@@ -157,6 +158,34 @@ pub(crate) async fn decide_and_record(
                 r.message = format!("{} {resource}: {}", kind.as_str(), n.message);
                 r.approval = n.approval;
             }
+        }
+    }
+    // HC-2: an allowed call counts against every matching limit, or is refused by one.
+    if outcome.is_ok() && !s.authority.limits.is_empty() {
+        let claims = caller.claims;
+        let resource = format!("{}/{name}", caller.upstream);
+        let tree = claims
+            .delegated_by()
+            .first()
+            .copied()
+            .unwrap_or(&claims.client_id);
+        let subject = Subject {
+            agent: &claims.client_id,
+            task: claims.task().map_or("", |t| t.task_id.as_str()),
+            tree,
+            resource: &resource,
+            arguments,
+        };
+        if let Err(e) = s.authority.limits.take(&subject) {
+            let message = e.message();
+            let decision = Decision::default_deny(message.clone());
+            outcome = Err(Refusal {
+                code: codes::DENIED,
+                reason_id: "limit_exceeded",
+                message: format!("{} {resource}: {message}", kind.as_str()),
+                decision,
+                approval: None,
+            });
         }
     }
     let (d, refusal) = match &outcome {

@@ -117,6 +117,8 @@ pub struct Authority {
     pub audit: Arc<crate::audit::Audit>,
     /// Calls held for a human's approval.
     pub approvals: Arc<crate::approvals::Approvals>,
+    /// Rate limits and blast-radius caps.
+    pub limits: crate::limits::Limits,
 }
 
 /// An RFC 6749 §5.2 error.

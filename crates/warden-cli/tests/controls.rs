@@ -1,4 +1,4 @@
-//! The kill switch end to end (KS-1..KS-3), against the real binary and the demo tool
+//! Kill switch (KS-1..KS-3) and limits (HC-2) end to end, against the real binary and the demo tool
 //! servers: a forced kill ends a long call in flight and an open event stream, denies the
 //! agent's next call and its delegated child's, is audited, and a resume is explicit; a
 //! graceful kill lets the call in flight finish; the drill measures and restores.
@@ -255,4 +255,37 @@ fn the_drill_kills_a_live_session_times_it_and_restores_the_agent() {
     let mut s = env.session("assistant", "crm", &["read_contact"], "2026-07-28");
     assert!(!denied(&s.call_tool("read_contact", json!({"id": "c-1"}))));
     assert_eq!(audit_events(&env, "agent_killed").len(), 2);
+}
+
+/// HC-2 end to end: the test config caps `crm/log_call_note` at 3 per agent per hour.
+#[test]
+fn a_cap_denies_the_call_past_it_and_says_which_limit_and_when() {
+    let env = Env::start();
+    let mut s = env.session("assistant", "crm", &["log_call_note"], "2026-07-28");
+    let note = |s: &mut McpSession| {
+        s.call_tool(
+            "log_call_note",
+            json!({"contact_id": "c-1", "note": "called"}),
+        )
+        .unwrap()
+    };
+    let before = env.stats().requests("crm");
+    for _ in 0..3 {
+        let r = note(&mut s);
+        assert!(r.get("result").is_some(), "{r}");
+    }
+    let r = note(&mut s);
+    assert_eq!(r["error"]["data"]["reason"], "limit_exceeded", "{r}");
+    let msg = r["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("limit `call-notes` reached (3 of 3 per 3600 s)"),
+        "{msg}"
+    );
+    assert!(msg.contains("resets in"), "{msg}");
+    assert_eq!(env.stats().requests("crm"), before + 3);
+    // Another agent has its own count.
+    let mut other = env.session("other", "crm", &["read_contact"], "2026-07-28");
+    assert!(!denied(
+        &other.call_tool("read_contact", json!({"id": "c-1"}))
+    ));
 }
