@@ -14,7 +14,7 @@ cargo build --release --locked -p warden-cli -p warden-testkit
 bin=$PWD/target/release/warden
 work=$(mktemp -d)
 trap 'kill $wpid $tpid 2>/dev/null; rm -rf "$work"' EXIT
-target/release/warden-testkit --listen 127.0.0.1:18491 >"$work/testkit.out" &
+target/release/warden-testkit --listen 127.0.0.1:18491 ${TESTKIT_ARGS:-} >"$work/testkit.out" &
 tpid=$!
 mkdir "$work/policies"
 cat > "$work/policies/drill.cedar" <<'CEDAR'

@@ -135,6 +135,8 @@ struct Round {
     stream_us: Option<u64>,
     /// Command sent → the admin API answered.
     ack_us: u64,
+    /// One allowed call before the kill, end to end (the drill's resolution).
+    call_us: u64,
 }
 
 fn us(d: Duration) -> u64 {
@@ -198,7 +200,10 @@ fn one_drill(
         .context("the drill agent could not get a token")?;
     let mut session = McpSession::new(client.clone(), url, &token.access_token, "2025-11-25");
     session.initialize().context("initialize")?;
+    let _warm = session.call_tool(tool, arguments.clone())?;
+    let t = Instant::now();
     let first = session.call_tool(tool, arguments.clone())?;
+    let call_us = us(t.elapsed());
     if first.get("result").is_none() {
         anyhow::bail!(
             "the drill call is not allowed before the kill, so a denial would prove nothing: {first}"
@@ -245,6 +250,7 @@ fn one_drill(
         denied_us: us(denied.saturating_duration_since(sent)),
         stream_us: stream.map(|t| us(t.saturating_duration_since(sent))),
         ack_us: us(ack),
+        call_us,
     })
 }
 
@@ -266,12 +272,14 @@ fn report(args: &KillArgs, agent: &str, rounds: &[Round]) -> anyhow::Result<Exit
     let streams: Vec<u64> = rounds.iter().filter_map(|r| r.stream_us).collect();
     let stream = (!streams.is_empty()).then(|| summary(streams));
     let ack = summary(rounds.iter().map(|r| r.ack_us).collect());
+    let call = summary(rounds.iter().map(|r| r.call_us).collect());
     let out = json!({
         "agent": agent,
         "rounds": rounds.len(),
         "kill_to_first_denied_call": denied,
         "kill_to_stream_closed": stream,
         "kill_acknowledged": ack,
+        "allowed_call_before_the_kill": call,
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&out)?);

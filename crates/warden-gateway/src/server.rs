@@ -16,6 +16,8 @@ use warden_policy::authzen::Mapping;
 use warden_policy::{Engine, PolicySnapshot};
 use warden_store::AuthStore as _;
 
+use axum::serve::ListenerExt as _;
+
 use crate::admin_api::{self, AdminState};
 use crate::authzen_api::{self, AuthzenState};
 use crate::oauth::{self, Authority, Idp};
@@ -570,7 +572,12 @@ impl Server {
             .map(|l| {
                 tokio::spawn(async move {
                     let served = match l {
-                        LocalListener::Tcp(t, r) => axum::serve(t, r).await,
+                        LocalListener::Tcp(t, r) => {
+                            let t = t.tap_io(|tcp| {
+                                let _ = tcp.set_nodelay(true);
+                            });
+                            axum::serve(t, r).await
+                        }
                         #[cfg(unix)]
                         LocalListener::Unix(u, r) => axum::serve(u, r).await,
                     };
@@ -580,7 +587,14 @@ impl Server {
                 })
             })
             .collect();
-        let served = axum::serve(self.listener, self.router)
+        // TCP_NODELAY: a streamed answer is written as head, then body; with Nagle the body
+        // waits for the client's delayed ACK of the head (~40 ms per call).
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!("cannot set TCP_NODELAY: {e}");
+            }
+        });
+        let served = axum::serve(listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;
         self.audit.event(warden_audit::EventRecord::new(

@@ -182,6 +182,10 @@ pub async fn serve(addr: SocketAddr, options: DemoOptions) -> anyhow::Result<Dem
     let addr = listener.local_addr()?;
     let stop = cancel.clone();
     tokio::spawn(async move {
+        // TCP_NODELAY, as a real server would: streamed answers go out without Nagle delays.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(async move { stop.cancelled_owned().await })
             .await;
