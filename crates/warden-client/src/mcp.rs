@@ -100,17 +100,11 @@ impl McpSession {
         self.protocol.as_str() >= "2026-07-28"
     }
 
-    /// POSTs `body` as is, with the token, a DPoP proof, the protocol and session headers,
-    /// and `extra` headers.
-    pub fn post_raw(&self, body: &[u8], extra: &[(&str, &str)]) -> Result<RawAnswer, ClientError> {
-        let mut req = self
-            .agent
-            .http
-            .post(&self.url)
-            .header("Content-Type", "application/json")
-            .header("Accept", "application/json, text/event-stream")
-            .header("MCP-Protocol-Version", &self.protocol);
-        req = match self.agent.proof("POST", &self.url, Some(&self.token)) {
+    /// Adds the protocol version, the token (with a fresh DPoP proof for `method`) and the
+    /// session id.
+    fn signed<B>(&self, req: ureq::RequestBuilder<B>, method: &str) -> ureq::RequestBuilder<B> {
+        let mut req = req.header("MCP-Protocol-Version", &self.protocol);
+        req = match self.agent.proof(method, &self.url, Some(&self.token)) {
             Some(p) => req
                 .header("Authorization", format!("DPoP {}", self.token))
                 .header("DPoP", p),
@@ -119,6 +113,20 @@ impl McpSession {
         if let Some(s) = &self.session {
             req = req.header("Mcp-Session-Id", s);
         }
+        req
+    }
+
+    /// POSTs `body` as is, with the token, a DPoP proof, the protocol and session headers,
+    /// and `extra` headers.
+    pub fn post_raw(&self, body: &[u8], extra: &[(&str, &str)]) -> Result<RawAnswer, ClientError> {
+        let mut req = self.signed(
+            self.agent
+                .http
+                .post(&self.url)
+                .header("Content-Type", "application/json")
+                .header("Accept", "application/json, text/event-stream"),
+            "POST",
+        );
         if let Some(r) = &self.reason {
             req = req.header("Warden-Reason", r);
         }
@@ -154,21 +162,13 @@ impl McpSession {
     /// Opens the session's server-to-client event stream (`GET`): the HTTP status and a
     /// reader that ends when Warden or the upstream closes the stream (at most 30 s).
     pub fn open_stream(&self) -> Result<(u16, Box<dyn std::io::Read + Send>), ClientError> {
-        let mut req = self
-            .agent
-            .http
-            .get(&self.url)
-            .header("Accept", "text/event-stream")
-            .header("MCP-Protocol-Version", &self.protocol);
-        req = match self.agent.proof("GET", &self.url, Some(&self.token)) {
-            Some(p) => req
-                .header("Authorization", format!("DPoP {}", self.token))
-                .header("DPoP", p),
-            None => req.header("Authorization", format!("Bearer {}", self.token)),
-        };
-        if let Some(s) = &self.session {
-            req = req.header("Mcp-Session-Id", s);
-        }
+        let req = self.signed(
+            self.agent
+                .http
+                .get(&self.url)
+                .header("Accept", "text/event-stream"),
+            "GET",
+        );
         let resp = req.call().map_err(|e| ClientError::Http(e.to_string()))?;
         let status = resp.status().as_u16();
         Ok((status, Box::new(resp.into_body().into_reader())))
