@@ -152,14 +152,21 @@ impl Limits {
                     .shard(&key)
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                let state = map.entry(key.clone()).or_insert_with(|| match rule.kind {
-                    LimitKind::Rate => State::Bucket {
-                        tokens: rule.max,
-                        at: now,
-                    },
-                    LimitKind::Cap => State::Window { slots: Vec::new() },
-                });
-                self.take_one(rule, state, amount, now)
+                // The key is cloned into the map only the first time it is seen.
+                if let Some(state) = map.get_mut(&key) {
+                    self.take_one(rule, state, amount, now)
+                } else {
+                    let mut state = match rule.kind {
+                        LimitKind::Rate => State::Bucket {
+                            tokens: rule.max,
+                            at: now,
+                        },
+                        LimitKind::Cap => State::Window { slots: Vec::new() },
+                    };
+                    let r = self.take_one(rule, &mut state, amount, now);
+                    map.insert(key.clone(), state);
+                    r
+                }
             };
             match result {
                 Ok(()) => taken.push((key, amount)),
@@ -202,7 +209,9 @@ impl Limits {
                     used: (rule.max - *tokens).round(),
                     max: rule.max,
                     window_secs: rule.window_secs,
-                    resets_in: Duration::from_secs_f64((amount - *tokens) / per_sec.max(1e-9)),
+                    // An argument may be any size: never a panic, at worst "a long time".
+                    resets_in: Duration::try_from_secs_f64((amount - *tokens) / per_sec.max(1e-9))
+                        .unwrap_or(Duration::MAX),
                 })
             }
             State::Window { slots } => {
@@ -227,9 +236,11 @@ impl Limits {
                     }
                 }
                 let resets_in = fits_at.map_or(Duration::from_secs(rule.window_secs), |slot| {
-                    let at = self.origin
-                        + Self::slot_len(rule) * u32::try_from(slot).unwrap_or(u32::MAX);
-                    at.saturating_duration_since(now)
+                    let len = u64::try_from(Self::slot_len(rule).as_nanos()).unwrap_or(u64::MAX);
+                    let since_origin = Duration::from_nanos(len.saturating_mul(slot));
+                    self.origin
+                        .checked_add(since_origin)
+                        .map_or(Duration::MAX, |at| at.saturating_duration_since(now))
                 });
                 Err(Exceeded {
                     limit: rule.name.clone(),
@@ -397,5 +408,21 @@ mod tests {
         assert_eq!(m.next(), Some(1.0));
         // Without the summed argument the cap cannot be enforced: refused.
         assert!(pay("child-3", &Map::new()).is_err());
+        // An absurd amount is refused, not a crash.
+        let mut huge_rate = rule("huge", LimitKind::Rate, LimitScope::Agent, 10.0, 10);
+        huge_rate.sum = Some("amount".into());
+        let l = Limits::new(vec![huge_rate]);
+        let mut m = Map::new();
+        m.insert("amount".into(), Value::from(1e308));
+        let e = l
+            .take(&Subject {
+                agent: "a",
+                task: "t",
+                tree: "a",
+                resource: "crm/delete_record",
+                arguments: Some(&m),
+            })
+            .unwrap_err();
+        assert_eq!(e.resets_in, Duration::MAX);
     }
 }
