@@ -108,8 +108,16 @@ async fn kill(
         .kill(&ids, mode.as_str(), reason, &who.name, now)
         .await;
     let agents = match stored {
-        Ok(a) => a,
+        Ok(a) => {
+            s.revocations
+                .set_unstored(ids.iter().map(AgentId::as_str), false);
+            a
+        }
         Err(e) => {
+            // Kept in force here, whatever the store's next refresh says, until it is
+            // stored (a retried kill) or the agent is resumed.
+            s.revocations
+                .set_unstored(ids.iter().map(AgentId::as_str), true);
             tracing::error!("kill enforced but not stored: {e}");
             return Err(err(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -47,6 +47,8 @@ struct Sets {
     blocked: HashSet<String>,
     /// The latest kill of each killed agent.
     kills: HashMap<String, Kill>,
+    /// Killed here but not (yet) in the store: a refresh keeps their kill and block.
+    unstored: HashSet<String>,
 }
 
 impl Sets {
@@ -134,12 +136,38 @@ impl Revocations {
         blocked: HashSet<String>,
         kills: HashMap<String, Kill>,
     ) -> bool {
+        let (mut blocked, mut kills) = (blocked, kills);
         self.publish_if(Some(seen), |s| {
+            // A kill the store could not record is not undone by the store's older view.
+            for a in &s.unstored {
+                blocked.insert(a.clone());
+                if let Some(k) = s.kills.get(a) {
+                    let stored = kills.entry(a.clone()).or_insert(*k);
+                    if k.at > stored.at {
+                        *stored = *k;
+                    }
+                }
+            }
             let changed = s.blocked != blocked || s.kills != kills;
             s.blocked = blocked;
             s.kills = kills;
             changed
         })
+    }
+
+    /// Marks kills of `agents` as not recorded in the store (or, `false`, recorded now).
+    pub fn set_unstored<'a>(&self, agents: impl IntoIterator<Item = &'a str>, unstored: bool) {
+        let agents: Vec<&str> = agents.into_iter().collect();
+        self.publish(|s| {
+            agents.iter().fold(false, |changed, a| {
+                changed
+                    | if unstored {
+                        s.unstored.insert((*a).to_owned())
+                    } else {
+                        s.unstored.remove(*a)
+                    }
+            })
+        });
     }
 
     /// A receiver that sees every published change (see [`Revocations::until_revoked`]).
@@ -194,6 +222,7 @@ impl Revocations {
     /// tokens from before the kill stay revoked.
     pub fn resumed(&self, agent: &str) {
         self.publish(|s| {
+            s.unstored.remove(agent);
             let unblocked = s.blocked.remove(agent);
             let unforced = s.kills.get_mut(agent).is_some_and(|k| {
                 let was = k.forced;
@@ -398,6 +427,17 @@ pub(crate) mod tests {
         );
         assert!(!r.refresh(stale, blocked, kills));
         assert!(r.agent_blocked("other"));
+        // A kill the store failed to record survives the store's view until it is stored
+        // or the agent is resumed.
+        r.set_unstored(["other"], true);
+        assert!(r.refresh(r.version(), HashSet::new(), HashMap::new()));
+        assert!(r.agent_blocked("other"));
+        let mut other = claims("o", "other", &[]);
+        other.iat = 80;
+        assert!(r.check(&other).unwrap().contains("killed"));
+        r.resumed("other");
+        assert!(r.refresh(r.version(), HashSet::new(), HashMap::new()));
+        assert!(!r.agent_blocked("other"));
     }
 
     #[tokio::test]
