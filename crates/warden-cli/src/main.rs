@@ -6,6 +6,7 @@ mod approvals_cmd;
 mod audit_cmd;
 mod bench;
 mod bench_mcp;
+mod breakers_cmd;
 mod config_cmd;
 mod demo;
 mod keys_cmd;
@@ -59,6 +60,9 @@ enum Command {
     /// Calls held for a human's approval: list, show, approve, deny.
     #[command(subcommand)]
     Approvals(approvals_cmd::ApprovalsCommand),
+    /// Circuit breakers: which are open and why, and closing them (a person's decision).
+    #[command(subcommand)]
+    Breakers(breakers_cmd::BreakersCommand),
     /// Admin API credentials.
     #[command(subcommand)]
     Admin(admin_cmd::AdminCommand),
@@ -100,6 +104,7 @@ fn main() -> ExitCode {
         Command::Kill(args) => kill_cmd::run(args),
         Command::Resume(args) => kill_cmd::resume(args),
         Command::Approvals(cmd) => approvals_cmd::run(cmd),
+        Command::Breakers(cmd) => breakers_cmd::run(cmd),
         Command::Admin(cmd) => admin_cmd::run(cmd),
     };
     match result {

@@ -21,15 +21,6 @@ use serde_json::{Value, json};
 use warden_client::TaskRequest;
 use warden_client::mcp::McpSession;
 
-fn cli(env: &Env, args: &[&str]) -> std::process::Output {
-    warden()
-        .args(args)
-        .args(["--server", &env.warden.url])
-        .env("WARDEN_ADMIN_TOKEN", env.warden.admin_secret())
-        .output()
-        .unwrap()
-}
-
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -39,18 +30,6 @@ fn denied(r: &Result<Value, warden_client::ClientError>) -> bool {
         Ok(v) => v.get("result").is_none(),
         Err(_) => true,
     }
-}
-
-fn audit_events(env: &Env, name: &str) -> Vec<Value> {
-    let out = warden()
-        .args(["audit", "query", "--json", "--kind", "event", "--data-dir"])
-        .arg(env.data_dir())
-        .output()
-        .unwrap();
-    let all: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    all.into_iter()
-        .filter(|r| r["record"]["event"] == name)
-        .collect()
 }
 
 #[test]
@@ -96,10 +75,7 @@ fn a_forced_kill_ends_calls_in_flight_and_streams_and_stops_the_delegation_tree(
     std::thread::sleep(Duration::from_millis(500));
 
     let killed_at = Instant::now();
-    let out = cli(
-        &env,
-        &["kill", "assistant", "--force", "--reason", "runaway loop"],
-    );
+    let out = env.cli(&["kill", "assistant", "--force", "--reason", "runaway loop"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("Killed (forced): assistant"));
 
@@ -124,7 +100,7 @@ fn a_forced_kill_ends_calls_in_flight_and_streams_and_stops_the_delegation_tree(
     );
 
     // Audited: the kill, with who, why and how.
-    let kills = audit_events(&env, "agent_killed");
+    let kills = env.audit_events("agent_killed");
     assert_eq!(kills.len(), 1, "{kills:#?}");
     let k = &kills[0]["record"];
     assert_eq!(k["agent"], "assistant");
@@ -150,9 +126,9 @@ fn a_forced_kill_ends_calls_in_flight_and_streams_and_stops_the_delegation_tree(
     );
 
     // Resume is explicit and audited; the old token stays dead, a new one works.
-    let out = cli(&env, &["resume", "assistant", "--reason", "loop fixed"]);
+    let out = env.cli(&["resume", "assistant", "--reason", "loop fixed"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(audit_events(&env, "agent_resumed").len(), 1);
+    assert_eq!(env.audit_events("agent_resumed").len(), 1);
     assert!(denied(&s.call_tool("read_contact", json!({"id": "c-1"}))));
     std::thread::sleep(Duration::from_millis(1100));
     let mut fresh = env.session("assistant", "crm", &["read_contact"], "2026-07-28");
@@ -172,16 +148,13 @@ fn a_graceful_kill_lets_the_call_in_flight_finish_and_a_global_kill_needs_whom()
             .unwrap();
     });
     std::thread::sleep(Duration::from_millis(400));
-    let out = cli(
-        &env,
-        &[
-            "kill",
-            "assistant",
-            "--graceful",
-            "--reason",
-            "end of shift",
-        ],
-    );
+    let out = env.cli(&[
+        "kill",
+        "assistant",
+        "--graceful",
+        "--reason",
+        "end of shift",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let r = rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
     assert!(r.get("result").is_some(), "{r}");
@@ -191,7 +164,7 @@ fn a_graceful_kill_lets_the_call_in_flight_finish_and_a_global_kill_needs_whom()
     ));
 
     // No reason, no kill; the CLI names what is missing.
-    let out = cli(&env, &["kill", "other"]);
+    let out = env.cli(&["kill", "other"]);
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("--reason"),
@@ -199,17 +172,14 @@ fn a_graceful_kill_lets_the_call_in_flight_finish_and_a_global_kill_needs_whom()
         text(&out.stderr)
     );
     // A sponsor's agents at once.
-    let out = cli(
-        &env,
-        &[
-            "kill",
-            "--sponsor",
-            "alice@example.com",
-            "--reason",
-            "sponsor left",
-            "--json",
-        ],
-    );
+    let out = env.cli(&[
+        "kill",
+        "--sponsor",
+        "alice@example.com",
+        "--reason",
+        "sponsor left",
+        "--json",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["killed"].as_array().unwrap().len(), 3, "{v}");
@@ -222,23 +192,20 @@ fn the_drill_kills_a_live_session_times_it_and_restores_the_agent() {
     let env = Env::start();
     let key = env._dir.path().join("assistant.jwk");
     env.keys["assistant"].write_private(&key).unwrap();
-    let out = cli(
-        &env,
-        &[
-            "kill",
-            "--drill",
-            "assistant",
-            "--agent-key",
-            key.to_str().unwrap(),
-            "--call",
-            "crm/read_contact",
-            "--args",
-            r#"{"id":"c-1"}"#,
-            "--rounds",
-            "2",
-            "--json",
-        ],
-    );
+    let out = env.cli(&[
+        "kill",
+        "--drill",
+        "assistant",
+        "--agent-key",
+        key.to_str().unwrap(),
+        "--call",
+        "crm/read_contact",
+        "--args",
+        r#"{"id":"c-1"}"#,
+        "--rounds",
+        "2",
+        "--json",
+    ]);
     assert!(
         out.status.success(),
         "{}\n{}",
@@ -254,7 +221,7 @@ fn the_drill_kills_a_live_session_times_it_and_restores_the_agent() {
     assert_eq!(a.state.to_string(), "active");
     let mut s = env.session("assistant", "crm", &["read_contact"], "2026-07-28");
     assert!(!denied(&s.call_tool("read_contact", json!({"id": "c-1"}))));
-    assert_eq!(audit_events(&env, "agent_killed").len(), 2);
+    assert_eq!(env.audit_events("agent_killed").len(), 2);
 }
 
 /// HC-2 end to end: the test config caps `crm/log_call_note` at 3 per agent per hour.

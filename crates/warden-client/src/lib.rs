@@ -526,6 +526,25 @@ impl AdminClient {
         )
     }
 
+    /// Circuit breakers counting something, and agents' incidents.
+    pub fn breakers(&self) -> Result<Value, ClientError> {
+        self.call("GET", "/breakers", None)
+    }
+
+    /// Closes an agent's breakers (one `scope`, or all and its incident count).
+    pub fn reset_breakers(
+        &self,
+        agent: &str,
+        scope: Option<&str>,
+        reason: &str,
+    ) -> Result<Value, ClientError> {
+        self.call(
+            "POST",
+            &format!("/agents/{agent}/breakers/reset"),
+            Some(json!({"reason": reason, "scope": scope})),
+        )
+    }
+
     /// Creates another admin credential; returns its secret (shown once).
     pub fn create_admin(&self, name: &str) -> Result<String, ClientError> {
         let v = self.call("POST", "/admins", Some(json!({"name": name})))?;

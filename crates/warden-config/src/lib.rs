@@ -8,6 +8,7 @@
 
 mod approvals;
 mod audit;
+mod breakers;
 mod limits;
 mod secret;
 
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub use approvals::ApprovalsConfig;
 pub use audit::{AuditConfig, AuditDurability, DurabilityMode};
+pub use breakers::BreakersConfig;
 pub use limits::{LimitConfig, LimitKind, LimitScope};
 pub use secret::{Secret, SecretError, SecretRef};
 
@@ -55,6 +57,9 @@ pub struct Config {
     /// Rate limits and blast-radius caps (`[[limits]]`, docs/limits.md).
     #[serde(default)]
     pub limits: Vec<LimitConfig>,
+    /// Circuit breakers and automatic demotion (`[breakers]`, docs/breakers.md).
+    #[serde(default)]
+    pub breakers: BreakersConfig,
 }
 
 /// `[[local_listeners]]`: an MCP endpoint (`/mcp`, `/mcp/<upstream>`) without tokens, where
@@ -599,6 +604,9 @@ impl Config {
             if let Some(problem) = u.problem() {
                 return Err(err(name, format!("upstreams.{name}: {problem}")));
             }
+        }
+        if let Some((key, problem)) = self.breakers.problem() {
+            return Err(err(key, problem));
         }
         let a = &self.audit;
         if !(1..=1_000_000).contains(&a.checkpoint_every_records) {

@@ -31,6 +31,16 @@ impl AutonomyLevel {
         }
     }
 
+    /// The level below this one (`None` for `intern`).
+    pub fn lower(self) -> Option<Self> {
+        match self {
+            Self::Intern => None,
+            Self::Junior => Some(Self::Intern),
+            Self::Senior => Some(Self::Junior),
+            Self::Principal => Some(Self::Senior),
+        }
+    }
+
     /// 0 for `intern` up to 3 for `principal`, so policies can compare levels.
     pub fn rank(self) -> i64 {
         match self {

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use warden_core::{AgentId, AgentRecord, AgentState, AutonomyLevel, NewAgent, PublicJwk};
-use warden_identity::revocation::{Kill, Revocation, Revocations};
+use warden_identity::revocation::{Kill, Revocation, Revocations, StoreView};
 use warden_store::{
     AdminCredential, AgentStore, AuthStore, ControlStore, RevocationRecord, SqliteStore, StoreError,
 };
@@ -58,6 +58,7 @@ pub struct AdminState {
     /// Where `audit.db` is (read by the audit endpoints).
     pub data_dir: std::path::PathBuf,
     pub approvals: Arc<crate::approvals::Approvals>,
+    pub breakers: Arc<crate::breakers::Breakers>,
 }
 
 pub(crate) type ApiResult = Result<Response, Response>;
@@ -174,6 +175,18 @@ pub(crate) async fn audited(s: &AdminState, e: EventRecord) -> Result<(), Respon
             format!("the change was made but its audit record could not be written: {e}"),
         )
     })
+}
+
+/// Refuses a change that gives no reason: `what` ("a kill") goes into the message.
+pub(crate) fn reason_required(reason: &str, what: &str) -> Result<(), Response> {
+    if reason.trim().is_empty() {
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("{what} needs a reason (it is kept in the audit trail)"),
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn event(name: &str, who: &AdminCredential) -> EventRecord {
@@ -341,6 +354,7 @@ pub async fn set_autonomy(
         let who = admin(&s, req.headers()).await?;
         let b: SetAutonomy = body(&s, req).await?;
         let rec = s.store.set_autonomy(&agent_id(&id)?, b.autonomy, unix_now()).await.map_err(store_err)?;
+        s.revocations.set_level(rec.id.as_str(), rec.autonomy, true);
         tracing::info!(admin = %who.name, agent = %rec.id, autonomy = rec.autonomy.as_str(), "agent autonomy changed");
         audited(&s, event("autonomy_changed", &who).agent(rec.id.as_str()).detail("autonomy", rec.autonomy.as_str())).await?;
         Ok(ok(rec))
@@ -609,8 +623,16 @@ pub async fn sync_once(
             (k.agent, kill)
         })
         .collect();
+    let levels = store.agent_levels().await?.into_iter().collect();
     // Skipped when a change was published while the store was read (next round catches up).
-    revocations.refresh(seen, blocked.into_iter().collect(), kills);
+    revocations.refresh(
+        seen,
+        StoreView {
+            blocked: blocked.into_iter().collect(),
+            kills,
+            levels,
+        },
+    );
     let new = store.revocations_since(*last_id, unix_now()).await?;
     if let Some(last) = new.last() {
         *last_id = last.id;

@@ -16,7 +16,8 @@ use serde::Deserialize;
 use warden_store::{ApprovalState, ControlStore};
 
 use crate::admin_api::{
-    AdminState, ApiResult, Reason, admin, audited, body, collapse, err, event, ok, store_err,
+    AdminState, ApiResult, Reason, admin, audited, body, collapse, err, event, ok, reason_required,
+    store_err,
 };
 use crate::unix_now;
 
@@ -73,13 +74,7 @@ pub async fn show(
 async fn decide(s: &AdminState, id: &str, approve: bool, req: Request) -> ApiResult {
     let who = admin(s, req.headers()).await?;
     let r: Reason = body(s, req).await?;
-    if r.reason.trim().is_empty() {
-        return Err(err(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "a decision needs a reason (it is kept in the audit trail)",
-        ));
-    }
+    reason_required(&r.reason, "a decision")?;
     let now = unix_now();
     let a = s
         .store

@@ -1,5 +1,7 @@
 //! The kill switch over the admin API (KS-1, KS-3): `POST /admin/v1/agents/{id}/kill`,
-//! `POST /admin/v1/kill` (every agent of a sponsor, or every agent) and the explicit resume.
+//! `POST /admin/v1/kill` (every agent of a sponsor, or every agent) and the explicit resume;
+//! and the circuit breakers (HC-3): `GET /admin/v1/breakers`,
+//! `POST /admin/v1/agents/{id}/breakers/reset`.
 //!
 //! A kill takes effect in this process first — the revocation state is published and every
 //! call under way for the agent (or delegated through it) is told at once — and is stored
@@ -24,7 +26,7 @@ use warden_store::{AgentStore, ControlStore};
 
 use crate::admin_api::{
     AdminState, ApiResult, Reason, admin, agent_id, audited, body, collapse, err, event, ok,
-    store_err,
+    reason_required, store_err,
 };
 use crate::unix_now;
 
@@ -69,17 +71,6 @@ pub struct GlobalKill {
     /// Every agent. Must be said explicitly.
     #[serde(default)]
     pub all: bool,
-}
-
-fn reason_required(reason: &str) -> Result<(), Response> {
-    if reason.trim().is_empty() {
-        return Err(err(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "a kill needs a reason (it is kept in the audit trail)",
-        ));
-    }
-    Ok(())
 }
 
 /// Enforces, stores and audits a kill of `ids`.
@@ -164,7 +155,7 @@ pub async fn kill_agent(
         async {
             let who = admin(&s, req.headers()).await?;
             let b: KillRequest = body(&s, req).await?;
-            reason_required(&b.reason)?;
+            reason_required(&b.reason, "a kill")?;
             let id = agent_id(&id)?;
             // Unknown agents are refused before anything is enforced.
             s.store.agent(&id).await.map_err(store_err)?;
@@ -181,7 +172,7 @@ pub async fn kill_many(State(s): State<Arc<AdminState>>, req: Request) -> Respon
         async {
             let who = admin(&s, req.headers()).await?;
             let b: GlobalKill = body(&s, req).await?;
-            reason_required(&b.reason)?;
+            reason_required(&b.reason, "a kill")?;
             if b.all == b.sponsor.is_some() {
                 return Err(err(
                     StatusCode::BAD_REQUEST,
@@ -233,4 +224,62 @@ pub(crate) async fn resume(s: &AdminState, id: &str, req: Request) -> ApiResult 
     )
     .await?;
     Ok((StatusCode::OK, Json(rec)).into_response())
+}
+
+/// `GET /admin/v1/breakers`: every breaker counting something (open, half-open, or closed
+/// with failures or denials in its window) and every agent's incidents.
+pub async fn breakers(
+    State(s): State<Arc<AdminState>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    collapse(
+        async {
+            admin(&s, &headers).await?;
+            let (breakers, incidents) = s.breakers.list();
+            Ok(ok(json!({"breakers": breakers, "incidents": incidents})))
+        }
+        .await,
+    )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerReset {
+    /// Why: required, it goes into the audit trail.
+    pub reason: String,
+    /// One breaker (`upstream/tool`, or `*` for the one over all tools); default: all of
+    /// the agent's, and its incident count.
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+/// `POST /admin/v1/agents/{id}/breakers/reset` `{"reason": "...", "scope": "crm/x"}`: a
+/// person closes an agent's breakers. Its autonomy is raised separately
+/// (`PUT /admin/v1/agents/{id}/autonomy`).
+pub async fn reset_breakers(
+    State(s): State<Arc<AdminState>>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Response {
+    collapse(
+        async {
+            let who = admin(&s, req.headers()).await?;
+            let b: BreakerReset = body(&s, req).await?;
+            reason_required(&b.reason, "a reset")?;
+            let id = agent_id(&id)?;
+            let closed = s.breakers.reset(id.as_str(), b.scope.as_deref());
+            tracing::info!(admin = %who.name, agent = %id, closed, reason = %b.reason, "breakers reset");
+            audited(
+                &s,
+                event("breaker_reset", &who)
+                    .agent(id.as_str())
+                    .reason(&b.reason)
+                    .detail("scope", b.scope.as_deref().unwrap_or("all"))
+                    .detail("closed", closed),
+            )
+            .await?;
+            Ok(ok(json!({"agent": id, "closed": closed})))
+        }
+        .await,
+    )
 }

@@ -1,8 +1,10 @@
 //! Warden's Policy Enforcement Point: the HTTP server and what it serves.
 //!
-//! Today: the AuthZEN Authorization API 1.0 (Warden as a PDP for other PEPs), the OAuth
-//! authorization server for agents (token endpoint, delegation, metadata), the admin API,
-//! health, and hot reload of the policy set. The MCP gateway arrives with its issue. This crate does not parse config files (it is handed a
+//! The MCP gateway (every call authenticated, decided, held for approval, limited, guarded
+//! by circuit breakers, audited and forwarded), the AuthZEN Authorization API 1.0 (Warden
+//! as a PDP for other PEPs), the OAuth authorization server for agents (token endpoint,
+//! delegation, metadata), the admin API with the kill switch, health, and hot reload of the
+//! policy set. This crate does not parse config files (it is handed a
 //! [`warden_config::Config`]) and makes no decisions (the engine does).
 
 pub mod admin_api;
@@ -10,6 +12,7 @@ pub mod approvals;
 pub mod approvals_api;
 pub mod audit;
 mod authzen_api;
+pub mod breakers;
 pub mod control_api;
 pub mod limits;
 pub mod mcp;

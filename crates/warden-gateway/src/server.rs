@@ -325,6 +325,7 @@ impl Server {
             config.approvals.clone(),
             Arc::clone(&audit),
         ));
+        let breakers = Arc::new(crate::breakers::Breakers::new(config.breakers.clone()));
         let authority = Arc::new(Authority {
             store: store.clone(),
             engine: Arc::clone(&engine),
@@ -344,6 +345,7 @@ impl Server {
             audit: Arc::clone(&audit),
             approvals: Arc::clone(&approvals),
             limits: crate::limits::Limits::new(config.limits.clone()),
+            breakers: Arc::clone(&breakers),
         });
         let mcp_state = Arc::new(
             crate::mcp::McpState::new(config, Arc::clone(&authority))
@@ -358,6 +360,7 @@ impl Server {
             audit: Arc::clone(&audit),
             data_dir: data_dir.clone(),
             approvals,
+            breakers,
         });
 
         let api_key = config
@@ -421,6 +424,11 @@ impl Server {
             .route("/admin/v1/agents/{id}/resume", post(admin_api::resume))
             .route("/admin/v1/agents/{id}/kill", post(control_api::kill_agent))
             .route("/admin/v1/kill", post(control_api::kill_many))
+            .route("/admin/v1/breakers", get(control_api::breakers))
+            .route(
+                "/admin/v1/agents/{id}/breakers/reset",
+                post(control_api::reset_breakers),
+            )
             .route("/admin/v1/approvals", get(approvals_api::list))
             .route("/admin/v1/approvals/{id}", get(approvals_api::show))
             .route(

@@ -1,7 +1,9 @@
 //! What is revoked right now: token ids, tasks, agents that may not act (suspended or
 //! revoked), delegation subtrees (a revoked `jti` kills every token derived from it, because
 //! each token carries its ancestors' `jti`s), and kills (every token issued to or through an
-//! agent up to the moment it was killed, KS-1).
+//! agent up to the moment it was killed, KS-1), and the autonomy level each agent holds in
+//! the registry now, which caps the level its tokens claim (a demoted agent acts at its new
+//! level at once, HC-3).
 //!
 //! Read on every verification, written rarely: the sets live behind an `ArcSwap`, so a check
 //! is a few hash lookups with no lock, and a change publishes a new copy. Each published
@@ -9,10 +11,12 @@
 //! its upstream, an open event stream) can look again at once ([`Revocations::changes`]).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+use warden_core::AutonomyLevel;
 
 use crate::token::AccessClaims;
 
@@ -49,6 +53,21 @@ struct Sets {
     kills: HashMap<String, Kill>,
     /// Killed here but not (yet) in the store: a refresh keeps their kill and block.
     unstored: HashSet<String>,
+    /// Registry autonomy of agents below `principal`; replaced on refresh.
+    levels: HashMap<String, AutonomyLevel>,
+    /// Levels set here but not (yet) in the store: a refresh keeps the lower of the two.
+    pinned_levels: HashMap<String, AutonomyLevel>,
+}
+
+/// What the store says, for [`Revocations::refresh`].
+#[derive(Debug, Default, Clone)]
+pub struct StoreView {
+    /// Suspended and revoked agents.
+    pub blocked: HashSet<String>,
+    /// The latest kill of each killed agent.
+    pub kills: HashMap<String, Kill>,
+    /// The registry's autonomy of agents below `principal`.
+    pub levels: HashMap<String, AutonomyLevel>,
 }
 
 impl Sets {
@@ -112,7 +131,7 @@ impl Revocations {
         }
         let mut s = Sets::clone(&self.sets.load());
         if f(&mut s) {
-            self.sets.store(std::sync::Arc::new(s));
+            self.sets.store(Arc::new(s));
             self.changed.send_modify(|n| *n = n.wrapping_add(1));
         }
         true
@@ -127,17 +146,22 @@ impl Revocations {
         *self.changed.borrow()
     }
 
-    /// Replaces the blocked agents and the kills with what the store holds, unless something
-    /// was published since `seen` (read before the store was): then the store may not have
-    /// that change yet, and this refresh is skipped rather than undo it. `false`: skipped.
-    pub fn refresh(
-        &self,
-        seen: u64,
-        blocked: HashSet<String>,
-        kills: HashMap<String, Kill>,
-    ) -> bool {
-        let (mut blocked, mut kills) = (blocked, kills);
+    /// Replaces the blocked agents, the kills and the autonomy levels with what the store
+    /// holds, unless something was published since `seen` (read before the store was): then
+    /// the store may not have that change yet, and this refresh is skipped rather than undo
+    /// it. `false`: skipped.
+    pub fn refresh(&self, seen: u64, view: StoreView) -> bool {
+        let StoreView {
+            mut blocked,
+            mut kills,
+            mut levels,
+        } = view;
         self.publish_if(Some(seen), |s| {
+            // A demotion the store could not record is not undone either.
+            for (a, l) in &s.pinned_levels {
+                let stored = levels.entry(a.clone()).or_insert(*l);
+                *stored = (*stored).min(*l);
+            }
             // A kill the store could not record is not undone by the store's older view.
             for a in &s.unstored {
                 blocked.insert(a.clone());
@@ -148,9 +172,10 @@ impl Revocations {
                     }
                 }
             }
-            let changed = s.blocked != blocked || s.kills != kills;
+            let changed = s.blocked != blocked || s.kills != kills || s.levels != levels;
             s.blocked = blocked;
             s.kills = kills;
+            s.levels = levels;
             changed
         })
     }
@@ -231,6 +256,52 @@ impl Revocations {
             });
             unblocked || unforced
         });
+    }
+
+    /// Sets the autonomy level `agent` holds in the registry; `stored: false` when the store
+    /// could not record it (a refresh then keeps it, or the store's lower level).
+    pub fn set_level(&self, agent: &str, level: AutonomyLevel, stored: bool) {
+        self.publish(|s| {
+            let before = (
+                s.levels.get(agent).copied(),
+                s.pinned_levels.get(agent).copied(),
+            );
+            if level == AutonomyLevel::Principal {
+                s.levels.remove(agent);
+            } else {
+                s.levels.insert(agent.to_owned(), level);
+            }
+            if stored {
+                s.pinned_levels.remove(agent);
+            } else {
+                s.pinned_levels.insert(agent.to_owned(), level);
+            }
+            before
+                != (
+                    s.levels.get(agent).copied(),
+                    s.pinned_levels.get(agent).copied(),
+                )
+        });
+    }
+
+    /// The registry's autonomy level for `agent`, where it is below `principal`.
+    pub fn level(&self, agent: &str) -> Option<AutonomyLevel> {
+        self.sets.load().levels.get(agent).copied()
+    }
+
+    /// The claims as they may be acted on now: a token never claims more autonomy than its
+    /// agent holds in the registry (a demotion applies to tokens already issued). The same
+    /// claims, not a copy, unless they must be lowered.
+    pub fn effective(&self, claims: Arc<AccessClaims>) -> Arc<AccessClaims> {
+        let s = self.sets.load();
+        match s.levels.get(&claims.client_id) {
+            Some(l) if *l < claims.autonomy => {
+                let mut lowered = AccessClaims::clone(&claims);
+                lowered.autonomy = *l;
+                Arc::new(lowered)
+            }
+            _ => claims,
+        }
     }
 
     /// Why the token may not be used, if it may not.
@@ -411,10 +482,15 @@ pub(crate) mod tests {
         ]
         .into();
         let blocked: HashSet<String> = ["helper".to_owned()].into();
+        let view = |blocked: &HashSet<String>, kills: &HashMap<String, Kill>| StoreView {
+            blocked: blocked.clone(),
+            kills: kills.clone(),
+            levels: HashMap::new(),
+        };
         let v = r.version();
-        assert!(r.refresh(v, blocked.clone(), kills.clone()));
+        assert!(r.refresh(v, view(&blocked, &kills)));
         let quiet = r.changes();
-        assert!(r.refresh(r.version(), blocked.clone(), kills.clone()));
+        assert!(r.refresh(r.version(), view(&blocked, &kills)));
         assert!(!quiet.has_changed().unwrap());
         // A refresh read before a local change is skipped: it must not undo the change.
         let stale = r.version();
@@ -425,19 +501,56 @@ pub(crate) mod tests {
                 forced: true,
             },
         );
-        assert!(!r.refresh(stale, blocked, kills));
+        assert!(!r.refresh(stale, view(&blocked, &kills)));
         assert!(r.agent_blocked("other"));
         // A kill the store failed to record survives the store's view until it is stored
         // or the agent is resumed.
         r.set_unstored(["other"], true);
-        assert!(r.refresh(r.version(), HashSet::new(), HashMap::new()));
+        assert!(r.refresh(r.version(), StoreView::default()));
         assert!(r.agent_blocked("other"));
         let mut other = claims("o", "other", &[]);
         other.iat = 80;
         assert!(r.check(&other).unwrap().contains("killed"));
         r.resumed("other");
-        assert!(r.refresh(r.version(), HashSet::new(), HashMap::new()));
+        assert!(r.refresh(r.version(), StoreView::default()));
         assert!(!r.agent_blocked("other"));
+    }
+
+    #[test]
+    fn a_registry_level_caps_the_autonomy_tokens_claim() {
+        let r = Revocations::new();
+        let c = std::sync::Arc::new(claims("j", "assistant", &[]));
+        assert_eq!(c.autonomy, AutonomyLevel::Junior);
+        // Nothing known: the same claims.
+        assert!(std::sync::Arc::ptr_eq(
+            &r.effective(std::sync::Arc::clone(&c)),
+            &c
+        ));
+        // A higher registry level never raises a token.
+        r.set_level("assistant", AutonomyLevel::Senior, true);
+        assert_eq!(
+            r.effective(std::sync::Arc::clone(&c)).autonomy,
+            AutonomyLevel::Junior
+        );
+        // A demotion lowers tokens already issued.
+        r.set_level("assistant", AutonomyLevel::Intern, false);
+        let e = r.effective(std::sync::Arc::clone(&c));
+        assert_eq!((e.autonomy, e.jti.as_str()), (AutonomyLevel::Intern, "j"));
+        // Not stored yet: the store's older view does not undo it.
+        let levels: HashMap<String, AutonomyLevel> =
+            [("assistant".to_owned(), AutonomyLevel::Senior)].into();
+        let view = StoreView {
+            levels,
+            ..StoreView::default()
+        };
+        assert!(r.refresh(r.version(), view.clone()));
+        assert_eq!(r.level("assistant"), Some(AutonomyLevel::Intern));
+        // Once a person sets the level (stored), the store's view rules again.
+        r.set_level("assistant", AutonomyLevel::Senior, true);
+        assert!(r.refresh(r.version(), view));
+        assert_eq!(r.level("assistant"), Some(AutonomyLevel::Senior));
+        r.set_level("assistant", AutonomyLevel::Principal, true);
+        assert_eq!(r.level("assistant"), None);
     }
 
     #[tokio::test]

@@ -151,7 +151,8 @@ impl TokenVerifier {
         Ok(claims)
     }
 
-    /// Everything a resource request needs: token, audience, revocation, DPoP.
+    /// Everything a resource request needs: token, audience, revocation, DPoP. The claims
+    /// come back with the autonomy the agent holds now (never more than the token says).
     pub fn verify(
         &self,
         p: Presentation<'_>,
@@ -179,7 +180,7 @@ impl TokenVerifier {
                 now,
             )?;
         }
-        Ok(claims)
+        Ok(self.revocations.effective(claims))
     }
 
     /// Revoked token, ancestor, task or agent?

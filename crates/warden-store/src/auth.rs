@@ -128,3 +128,19 @@ pub(crate) fn blocked_agents(tx: &Transaction<'_>) -> Result<Vec<String>, StoreE
     let rows = stmt.query_map([], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+pub(crate) fn agent_levels(
+    tx: &Transaction<'_>,
+) -> Result<Vec<(String, warden_core::AutonomyLevel)>, StoreError> {
+    let mut stmt =
+        tx.prepare("SELECT id, autonomy FROM agents WHERE autonomy <> 'principal' ORDER BY id")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    rows.map(|r| {
+        let (id, level) = r?;
+        let level = level
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("agent {id}: {e}")))?;
+        Ok((id, level))
+    })
+    .collect()
+}

@@ -284,6 +284,11 @@ pub trait AuthStore: Send + Sync {
 
     /// Ids of suspended and revoked agents.
     fn blocked_agents(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// The registry's autonomy level of every agent below `principal`.
+    fn agent_levels(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(String, AutonomyLevel)>, StoreError>> + Send;
 }
 
 /// The agent registry.

@@ -223,6 +223,10 @@ impl AuthStore for SqliteStore {
     async fn blocked_agents(&self) -> Result<Vec<String>, StoreError> {
         self.tx(auth::blocked_agents).await
     }
+
+    async fn agent_levels(&self) -> Result<Vec<(String, AutonomyLevel)>, StoreError> {
+        self.tx(auth::agent_levels).await
+    }
 }
 
 impl ControlStore for SqliteStore {

@@ -65,6 +65,11 @@ pub struct Env {
 
 impl Env {
     pub fn start() -> Self {
+        Self::start_with("", "")
+    }
+
+    /// With more config (TOML appended to the shared file) and more policies.
+    pub fn start_with(extra_config: &str, extra_policies: &str) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -82,7 +87,11 @@ impl Env {
         let dir = tempfile::tempdir().unwrap();
         let policies = dir.path().join("policies");
         std::fs::create_dir(&policies).unwrap();
-        std::fs::write(policies.join("p.cedar"), POLICIES).unwrap();
+        std::fs::write(
+            policies.join("p.cedar"),
+            format!("{POLICIES}\n{extra_policies}"),
+        )
+        .unwrap();
         std::fs::write(policies.join("arguments.cedarschema"), ARGUMENTS_SCHEMA).unwrap();
         let mut config = String::from(
             "[server]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 65536\n[policy]\ndir = \"policies\"\nwatch = false\n\
@@ -96,6 +105,7 @@ impl Env {
                 demo.url(s)
             ));
         }
+        config.push_str(extra_config);
         std::fs::write(dir.path().join("warden.toml"), config).unwrap();
         let warden = Warden::start_with(
             warden()
@@ -120,6 +130,30 @@ impl Env {
     /// The server's data directory (`audit.db`, `warden.db`).
     pub fn data_dir(&self) -> std::path::PathBuf {
         self._dir.path().join("data")
+    }
+
+    /// Runs `warden ARGS --server URL` with the admin credential.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        warden()
+            .args(args)
+            .args(["--server", &self.warden.url])
+            .env("WARDEN_ADMIN_TOKEN", self.warden.admin_secret())
+            .output()
+            .unwrap()
+    }
+
+    /// The audit trail's lifecycle events named `name` (as `warden audit query --json`
+    /// lists them: `{"seq", "record": {...}}`), oldest first.
+    pub fn audit_events(&self, name: &str) -> Vec<serde_json::Value> {
+        let out = warden()
+            .args(["audit", "query", "--json", "--kind", "event", "--data-dir"])
+            .arg(self.data_dir())
+            .output()
+            .unwrap();
+        let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        all.into_iter()
+            .filter(|r| r["record"]["event"] == name)
+            .collect()
     }
 
     pub fn stats(&self) -> Arc<Stats> {

@@ -315,7 +315,7 @@ fn authenticate(
     let a = &s.authority;
     if let Some(l) = local {
         return match a.verifier.check_revocation(&l.claims) {
-            Ok(()) => Ok(Arc::clone(&l.claims)),
+            Ok(()) => Ok(a.verifier.revocations().effective(Arc::clone(&l.claims))),
             Err(e) => {
                 tracing::info!(upstream = %label, via = %l.via, "MCP request refused: {e}");
                 Err(rpc_error(

@@ -26,6 +26,7 @@ use super::local::LocalBinding;
 use super::{McpState, rpc_error};
 use crate::approvals::Ask;
 use crate::audit;
+use crate::breakers::Event;
 use crate::limits::Subject;
 
 /// The stable reason id of a refusal, carried on the response so that the request's
@@ -118,13 +119,28 @@ pub(crate) async fn decide_and_record(
     arguments: Option<&Map<String, Value>>,
     id: Option<&RequestId>,
 ) -> Result<(Decision, u64), Result<Refusal, Response>> {
-    let mut outcome = decide::decide(snapshot, caller, kind, name, arguments);
+    let resource = format!("{}/{name}", caller.upstream);
+    let agent = caller.claims.client_id.as_str();
+    let breakers = &s.authority.breakers;
+    // HC-3: an open breaker refuses before anything is decided or forwarded.
+    let mut outcome = match breakers.admit(agent, &resource) {
+        Ok(()) => decide::decide(snapshot, caller, kind, name, arguments),
+        Err(open) => {
+            let message = open.message(agent);
+            Err(Refusal {
+                code: codes::DENIED,
+                reason_id: "circuit_open",
+                message: format!("{} {resource}: {message}", kind.as_str()),
+                decision: Decision::default_deny(message),
+                approval: None,
+            })
+        }
+    };
     let mut approved = false;
     if let Err(r) = &mut outcome
         && r.decision.effect == Effect::RequireApproval
     {
         // HC-1: held until an approver decides, the timeout denies, or the agent is stopped.
-        let resource = format!("{}/{name}", caller.upstream);
         let ask = Ask {
             claims: caller.claims,
             action: kind.as_str(),
@@ -163,7 +179,6 @@ pub(crate) async fn decide_and_record(
     // HC-2: an allowed call counts against every matching limit, or is refused by one.
     if outcome.is_ok() && !s.authority.limits.is_empty() {
         let claims = caller.claims;
-        let resource = format!("{}/{name}", caller.upstream);
         let tree = claims
             .delegated_by()
             .first()
@@ -188,6 +203,16 @@ pub(crate) async fn decide_and_record(
             });
         }
     }
+    let event = match &outcome {
+        Ok(_) => Some(Event::Allowed),
+        Err(r) => crate::breakers::counts_as_denial(r.reason_id).then_some(Event::Denied),
+    };
+    if let Some(event) = event {
+        let trips = breakers.record(agent, &resource, event);
+        if !trips.is_empty() {
+            crate::breakers::report(&s.authority, caller.claims.autonomy, trips);
+        }
+    }
     let (d, refusal) = match &outcome {
         Ok(d) => (d, None),
         Err(r) => (&r.decision, Some(r)),
@@ -195,7 +220,7 @@ pub(crate) async fn decide_and_record(
     super::log_decision(caller, kind.as_str(), name, d, refusal);
     let mut r = audit::from_claims(Some(caller.claims), "mcp", caller.via());
     r.action = kind.as_str().to_owned();
-    r.resource = format!("{}/{name}", caller.upstream);
+    r.resource.clone_from(&resource);
     r.stated_reason = caller.reason.map(str::to_owned);
     let r = s.authority.audit.with_arguments(r, arguments);
     let mut r = audit::with_decision(
@@ -223,7 +248,7 @@ pub(crate) async fn decide_and_record(
                     tracing::error!(
                         target: "warden::audit",
                         agent = %caller.claims.client_id,
-                        resource = %format_args!("{}/{name}", caller.upstream),
+                        resource = %resource,
                         "call refused: its audit record could not be written: {e}"
                     );
                     Err(Err(rpc_error(
@@ -252,11 +277,27 @@ pub(crate) fn outcome(
     let refused = answer.extensions().get::<RefusedReason>();
     let failed = refused.is_some_and(|r| r.0 == "upstream_failed");
     let aborted = refused.is_some_and(|r| r.0 == "agent_killed");
+    let resource = format!("{}/{name}", caller.upstream);
+    // HC-3: an answer closes a probing breaker; failures in a row open one.
+    let event = if aborted {
+        None
+    } else if failed || !status.is_success() {
+        Some(Event::Failed)
+    } else {
+        Some(Event::Succeeded)
+    };
+    if let Some(event) = event {
+        let agent = caller.claims.client_id.as_str();
+        let trips = s.authority.breakers.record(agent, &resource, event);
+        if !trips.is_empty() {
+            crate::breakers::report(&s.authority, caller.claims.autonomy, trips);
+        }
+    }
     let rec = OutcomeRecord {
         time_ms: audit::now_ms(),
         decision_seq: seq,
         agent: Some(caller.claims.client_id.clone()),
-        resource: format!("{}/{name}", caller.upstream),
+        resource,
         status: if aborted {
             "aborted"
         } else if failed {

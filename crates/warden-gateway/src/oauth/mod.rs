@@ -119,6 +119,8 @@ pub struct Authority {
     pub approvals: Arc<crate::approvals::Approvals>,
     /// Rate limits and blast-radius caps.
     pub limits: crate::limits::Limits,
+    /// Circuit breakers and automatic demotion.
+    pub breakers: Arc<crate::breakers::Breakers>,
 }
 
 /// An RFC 6749 §5.2 error.
