@@ -59,6 +59,9 @@ pub struct ExplainArgs {
     autonomy: AutonomyLevel,
     #[arg(long, default_value_t = 0)]
     risk: i64,
+    /// Percent used of the fullest limit matching the call (`context.limit_used`).
+    #[arg(long, default_value_t = 0)]
+    limit_used: i64,
     /// Task id.
     #[arg(long, default_value = "")]
     task: String,
@@ -221,6 +224,7 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
                 delegated_by: Vec::new(),
                 autonomy: a.autonomy,
                 risk: RiskScore::new(a.risk)?,
+                limit_used: a.limit_used,
                 time: a.time.unwrap_or_else(warden_gateway::unix_now),
                 reason: None,
             }

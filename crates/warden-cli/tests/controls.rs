@@ -256,3 +256,33 @@ fn a_cap_denies_the_call_past_it_and_says_which_limit_and_when() {
         &other.call_tool("read_contact", json!({"id": "c-1"}))
     ));
 }
+
+/// HC-2: limits are visible to policy (`context.limit_used`), so a policy can act before a
+/// cap refuses.
+#[test]
+fn the_policy_sees_how_much_of_a_limit_is_used() {
+    let policy = r#"
+@id("notes-near-cap")
+@reason("two thirds of the hourly call notes are used: the rest are kept for people")
+forbid (principal, action, resource == Warden::Tool::"crm/log_call_note")
+when { context.limit_used >= 66 };
+"#;
+    let env = Env::start_with("", policy);
+    let mut s = env.session("assistant", "crm", &["log_call_note"], "2026-07-28");
+    let mut note = || {
+        s.call_tool(
+            "log_call_note",
+            json!({"contact_id": "c-1", "note": "called"}),
+        )
+        .unwrap()
+    };
+    // 0 % and 33 % used: allowed.
+    for _ in 0..2 {
+        let r = note();
+        assert!(r.get("result").is_some(), "{r}");
+    }
+    // 66 % used: the policy refuses before the cap would.
+    let r = note();
+    assert_eq!(r["error"]["data"]["reason"], "policy_denied", "{r}");
+    assert_eq!(r["error"]["data"]["policies"][0], "notes-near-cap", "{r}");
+}

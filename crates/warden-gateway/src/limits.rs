@@ -111,6 +111,60 @@ impl Limits {
         self.shards.get(i).unwrap_or_else(|| unreachable!())
     }
 
+    fn key(i: usize, rule: &LimitConfig, who: &Subject<'_>) -> (usize, String) {
+        (
+            i,
+            match rule.per {
+                LimitScope::Agent => who.agent.to_owned(),
+                LimitScope::Task => who.task.to_owned(),
+                LimitScope::Tool => format!("{}\u{0}{}", who.agent, who.resource),
+                LimitScope::Tree => who.tree.to_owned(),
+            },
+        )
+    }
+
+    /// How much of the limits matching this call is used already: percent of the fullest
+    /// (0..=100; 0 when none match). Takes nothing (`context.limit_used` for the policy).
+    pub fn used_percent(&self, who: &Subject<'_>) -> i64 {
+        if self.rules.is_empty() {
+            return 0;
+        }
+        let now = Instant::now();
+        let mut fullest: f64 = 0.0;
+        for (i, rule) in self.rules.iter().enumerate() {
+            if !glob(&rule.matches, who.resource) || rule.max <= 0.0 {
+                continue;
+            }
+            let key = Self::key(i, rule, who);
+            let map = self
+                .shard(&key)
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let used = match map.get(&key) {
+                None => 0.0,
+                Some(State::Bucket { tokens, at }) => {
+                    let per_sec = rule.max / rule.window_secs as f64;
+                    let now_tokens =
+                        (tokens + now.duration_since(*at).as_secs_f64() * per_sec).min(rule.max);
+                    rule.max - now_tokens
+                }
+                Some(State::Window { slots }) => {
+                    let current = self.slot(rule, now);
+                    slots
+                        .iter()
+                        .filter(|(s, _)| s + SLOTS > current)
+                        .map(|(_, a)| a)
+                        .sum()
+                }
+            };
+            fullest = fullest.max(used / rule.max);
+        }
+        // In 0..=100 by the clamp; the cast cannot truncate.
+        #[allow(clippy::cast_possible_truncation, reason = "clamped to 0..=100")]
+        let pct = (fullest * 100.0).floor().clamp(0.0, 100.0) as i64;
+        pct
+    }
+
     /// Counts one call against every matching limit, or refuses it (taking nothing).
     pub fn take(&self, who: &Subject<'_>) -> Result<(), Exceeded> {
         if self.rules.is_empty() {
@@ -138,15 +192,7 @@ impl Limits {
                     }
                 },
             };
-            let key = (
-                i,
-                match rule.per {
-                    LimitScope::Agent => who.agent.to_owned(),
-                    LimitScope::Task => who.task.to_owned(),
-                    LimitScope::Tool => format!("{}\u{0}{}", who.agent, who.resource),
-                    LimitScope::Tree => who.tree.to_owned(),
-                },
-            );
+            let key = Self::key(i, rule, who);
             let result = {
                 let mut map = self
                     .shard(&key)
@@ -337,6 +383,30 @@ mod tests {
         tokio::time::advance(Duration::from_secs(3001)).await;
         assert!(l.take(&a).is_ok());
         assert!(l.take(&a).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_share_used_is_visible_before_a_call_is_counted() {
+        let l = Limits::new(vec![
+            rule("deletes", LimitKind::Cap, LimitScope::Agent, 4.0, 3600),
+            rule("burst", LimitKind::Rate, LimitScope::Tool, 10.0, 10),
+        ]);
+        let a = who("a", "crm/delete_record");
+        assert_eq!(l.used_percent(&a), 0);
+        assert!(l.take(&a).is_ok());
+        // The fullest limit: 1 of 4 (25 %) beats 1 of 10 (10 %).
+        assert_eq!(l.used_percent(&a), 25);
+        assert!(l.take(&a).is_ok());
+        assert!(l.take(&a).is_ok());
+        assert_eq!(l.used_percent(&a), 75);
+        // Looking takes nothing.
+        assert!(l.take(&a).is_ok());
+        assert_eq!(l.used_percent(&a), 100);
+        assert!(l.take(&a).is_err());
+        // Another agent, and calls no limit matches.
+        assert_eq!(l.used_percent(&who("b", "crm/delete_record")), 0);
+        assert_eq!(l.used_percent(&who("a", "crm/read_contact")), 0);
+        assert_eq!(Limits::new(Vec::new()).used_percent(&a), 0);
     }
 
     #[tokio::test(start_paused = true)]

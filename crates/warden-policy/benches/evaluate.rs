@@ -128,6 +128,7 @@ fn requests(count: usize) -> Vec<ActionRequest> {
                 delegated_by: vec![],
                 autonomy: AutonomyLevel::Senior,
                 risk: RiskScore::new(10).unwrap(),
+                limit_used: 0,
                 time: 1_790_000_000,
                 reason: None,
             }

@@ -43,6 +43,11 @@ pub struct ActionRequest {
     pub autonomy: AutonomyLevel,
     #[serde(default)]
     pub risk: RiskScore,
+    /// How much of the `[[limits]]` matching this call the caller has used already, in
+    /// percent of the fullest one (0 when none match). Lets a policy act before a cap
+    /// refuses, e.g. require approval above 80 %.
+    #[serde(default)]
+    pub limit_used: i64,
     /// Seconds since the Unix epoch. The engine has no clock: the caller says when.
     pub time: i64,
     /// The agent's stated reason for this action.
@@ -204,6 +209,10 @@ impl ActionRequest {
         pairs.push((
             "risk".into(),
             RestrictedExpression::new_long(i64::from(self.risk.value())),
+        ));
+        pairs.push((
+            "limit_used".into(),
+            RestrictedExpression::new_long(self.limit_used.clamp(0, 100)),
         ));
         let day = self.time.div_euclid(86_400);
         pairs.push((

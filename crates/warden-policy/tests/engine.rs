@@ -34,6 +34,7 @@ fn request(agent: &str, resource: &str, args: serde_json::Value) -> ActionReques
         delegated_by: vec![],
         autonomy: AutonomyLevel::Senior,
         risk: RiskScore::new(0).unwrap(),
+        limit_used: 0,
         time: 1_790_000_000,
         reason: None,
     }

@@ -241,6 +241,7 @@ async fn post_inner(
                 now: unix_now(),
                 local,
                 approval,
+                limit_used: 0,
             };
             let mut result = list(s, caller, kind).await;
             if stateless {
@@ -272,6 +273,7 @@ async fn post_inner(
                 now: unix_now(),
                 local,
                 approval,
+                limit_used: 0,
             };
             let snapshot = s.authority.engine.snapshot();
             let (decision, seq) = match trail::decide_and_record(

@@ -24,6 +24,9 @@ pub struct Caller<'a> {
     pub local: Option<&'a LocalBinding>,
     /// The approval the agent presents (`_meta["warden/approval"]`).
     pub approval: Option<&'a str>,
+    /// `context.limit_used`: percent used of the fullest limit matching the call (set
+    /// on the decision path; 0 elsewhere).
+    pub limit_used: i64,
 }
 
 impl Caller<'_> {
@@ -160,6 +163,7 @@ fn request(c: &Caller<'_>, kind: ActionKind, resource: String) -> Result<ActionR
         delegated_by,
         autonomy: c.claims.autonomy,
         risk: RiskScore::default(),
+        limit_used: c.limit_used,
         time: c.now,
         reason: c.reason.map(str::to_owned),
     })

@@ -524,6 +524,7 @@ async fn post_inner(
         now: unix_now(),
         local,
         approval: approval.as_deref(),
+        limit_used: 0,
     };
     let snapshot = s.authority.engine.snapshot();
     let mut decided: Option<(u64, String)> = None;

@@ -122,6 +122,20 @@ pub(crate) async fn decide_and_record(
     let resource = format!("{}/{name}", caller.upstream);
     let agent = caller.claims.client_id.as_str();
     let breakers = &s.authority.breakers;
+    let limits = &s.authority.limits;
+    let claims = caller.claims;
+    let subject = Subject {
+        agent,
+        task: claims.task().map_or("", |t| t.task_id.as_str()),
+        tree: claims.delegated_by().first().copied().unwrap_or(agent),
+        resource: &resource,
+        arguments,
+    };
+    // HC-2: the policy sees how much of its limits the caller has used.
+    let caller = &Caller {
+        limit_used: limits.used_percent(&subject),
+        ..*caller
+    };
     // HC-3: an open breaker refuses before anything is decided or forwarded.
     let mut outcome = match breakers.admit(agent, &resource) {
         Ok(()) => decide::decide(snapshot, caller, kind, name, arguments),
@@ -177,31 +191,19 @@ pub(crate) async fn decide_and_record(
         }
     }
     // HC-2: an allowed call counts against every matching limit, or is refused by one.
-    if outcome.is_ok() && !s.authority.limits.is_empty() {
-        let claims = caller.claims;
-        let tree = claims
-            .delegated_by()
-            .first()
-            .copied()
-            .unwrap_or(&claims.client_id);
-        let subject = Subject {
-            agent: &claims.client_id,
-            task: claims.task().map_or("", |t| t.task_id.as_str()),
-            tree,
-            resource: &resource,
-            arguments,
-        };
-        if let Err(e) = s.authority.limits.take(&subject) {
-            let message = e.message();
-            let decision = Decision::default_deny(message.clone());
-            outcome = Err(Refusal {
-                code: codes::DENIED,
-                reason_id: "limit_exceeded",
-                message: format!("{} {resource}: {message}", kind.as_str()),
-                decision,
-                approval: None,
-            });
-        }
+    if outcome.is_ok()
+        && !limits.is_empty()
+        && let Err(e) = limits.take(&subject)
+    {
+        let message = e.message();
+        let decision = Decision::default_deny(message.clone());
+        outcome = Err(Refusal {
+            code: codes::DENIED,
+            reason_id: "limit_exceeded",
+            message: format!("{} {resource}: {message}", kind.as_str()),
+            decision,
+            approval: None,
+        });
     }
     let event = match &outcome {
         Ok(_) => Some(Event::Allowed),

@@ -193,6 +193,7 @@ impl Authority {
                 delegated_by: delegated_by.clone(),
                 autonomy: agent.autonomy,
                 risk: warden_core::RiskScore::default(),
+                limit_used: 0,
                 time: now,
                 reason: None,
             };
