@@ -233,3 +233,68 @@ fn an_agent_cannot_flood_its_approvers() {
         "{reasons:?}"
     );
 }
+
+/// A client that asked for progress (`_meta.progressToken`, SSE accepted) hears while its
+/// call is held: `notifications/progress` naming the approval and the approvers, then the
+/// call's answer on the same event stream.
+#[test]
+fn a_held_call_reports_progress_to_a_client_that_asks() {
+    let env = Env::start();
+    let alice = env
+        .warden
+        .admin()
+        .create_admin("alice@example.com")
+        .unwrap();
+    let s = env.session("assistant", "finance", &["transfer_funds"], "2026-07-28");
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+        "name": "transfer_funds",
+        "arguments": {"amount": 4000, "to": "DE89370400440532013000"},
+        "_meta": {"progressToken": "p-42",
+                  "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                  "io.modelcontextprotocol/clientCapabilities": {}}}});
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let a = s
+            .post_raw(
+                body.to_string().as_bytes(),
+                &[("Mcp-Method", "tools/call"), ("Mcp-Name", "transfer_funds")],
+            )
+            .unwrap();
+        tx.send(a).unwrap();
+    });
+    let id = pending(&env, &alice)["id"].as_str().unwrap().to_owned();
+    let out = as_admin(
+        &env,
+        &alice,
+        &["approvals", "approve", &id, "--reason", "checked"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let a = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(a.status, 200);
+    assert!(a.content_type.starts_with("text/event-stream"), "{a:?}");
+    let messages = a.messages();
+    let progress = &messages[0];
+    assert_eq!(progress["method"], "notifications/progress", "{messages:?}");
+    assert_eq!(progress["params"]["progressToken"], "p-42");
+    assert_eq!(progress["params"]["total"], 2);
+    let m = progress["params"]["message"].as_str().unwrap();
+    assert!(m.contains(&id) && m.contains("alice@example.com"), "{m}");
+    let answer = a.response_to(7).unwrap();
+    assert!(
+        answer["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("4000"),
+        "{answer}"
+    );
+    // The same call without a progress token is answered as before: no event stream
+    // is opened for it (it is held, then denied by the 2 s timeout here).
+    let mut quiet = env.session("assistant", "finance", &["transfer_funds"], "2026-07-28");
+    let r = quiet
+        .call_tool(
+            "transfer_funds",
+            json!({"amount": 4001, "to": "DE89370400440532013000"}),
+        )
+        .unwrap();
+    assert_eq!(reason_of(&r), "approval_timeout", "{r}");
+}

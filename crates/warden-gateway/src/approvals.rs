@@ -30,6 +30,9 @@ use warden_store::{ApprovalRecord, ApprovalState, ControlStore, SqliteStore, Sto
 use crate::audit::{Audit, now_ms};
 use crate::unix_now;
 
+/// How often a held call tells a client that asked for progress that it is still waiting.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
 /// The call in question.
 #[derive(Debug, Clone, Copy)]
 pub struct Ask<'a> {
@@ -289,11 +292,31 @@ impl Approvals {
             a = self.reload(&id).await?;
             if a.state == ApprovalState::Pending {
                 let left = u64::try_from(a.expires_at - unix_now()).unwrap_or(0);
-                tokio::select! {
-                    _ = woken.changed() => {}
-                    () = tokio::time::sleep(Duration::from_secs(left)) => {}
-                    why = revocations.until_revoked(claims, false) => {
-                        return Err(not("agent_killed", format!("the held call was dropped: {why}"), Some(&id)));
+                let deadline = tokio::time::sleep(Duration::from_secs(left));
+                let revoked = revocations.until_revoked(claims, false);
+                tokio::pin!(deadline, revoked);
+                // Progress for a client that asked for it: at once, then every few seconds.
+                let mut tick = tokio::time::interval(PROGRESS_EVERY);
+                let (started, total) = (tokio::time::Instant::now(), self.config.timeout_secs);
+                let report = crate::mcp::progress::wanted();
+                loop {
+                    tokio::select! {
+                        _ = woken.changed() => break,
+                        () = &mut deadline => break,
+                        why = &mut revoked => {
+                            return Err(not("agent_killed", format!("the held call was dropped: {why}"), Some(&id)));
+                        }
+                        _ = tick.tick(), if report => {
+                            let waited = started.elapsed().as_secs();
+                            crate::mcp::progress::notify(
+                                waited,
+                                Some(total),
+                                &format!(
+                                    "waiting for approval {id} by {} ({waited} s of {total} s)",
+                                    a.approvers.join(" or ")
+                                ),
+                            );
+                        }
                     }
                 }
                 a = self.reload(&id).await?;

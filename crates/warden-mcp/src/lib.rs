@@ -190,8 +190,13 @@ impl Frame {
 
     /// A string in the request's `params._meta`.
     pub fn meta_str(&self, key: &str) -> Option<&str> {
+        self.meta(key).and_then(Value::as_str)
+    }
+
+    /// A value in the request's `params._meta` (e.g. `progressToken`).
+    pub fn meta(&self, key: &str) -> Option<&Value> {
         match &self.message {
-            Message::Request { meta: Some(m), .. } => m.get(key).and_then(Value::as_str),
+            Message::Request { meta: Some(m), .. } => m.get(key),
             _ => None,
         }
     }

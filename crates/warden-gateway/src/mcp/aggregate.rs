@@ -165,11 +165,14 @@ pub async fn post(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let local = local.as_deref().map(Arc::as_ref);
-    let mut trail = Trail::new(SCOPE, local);
-    let r = post_inner(&s, &mut trail, local, &headers, body).await;
-    trail.finish(&s, &r);
-    r
+    super::progress::serve(super::progress::accepts_sse(&headers), async move {
+        let local = local.as_deref().map(Arc::as_ref);
+        let mut trail = Trail::new(SCOPE, local);
+        let r = post_inner(&s, &mut trail, local, &headers, body).await;
+        trail.finish(&s, &r);
+        r
+    })
+    .await
 }
 
 async fn post_inner(
@@ -191,6 +194,7 @@ async fn post_inner(
     if let Message::Request { method, .. } | Message::Notification { method } = frame.message() {
         trail.method(method);
     }
+    super::progress::offer(frame.meta("progressToken"));
     if let Err(r) = check_headers(headers, &frame) {
         return r;
     }

@@ -26,6 +26,7 @@ pub mod decide;
 mod held;
 pub mod http;
 pub mod local;
+pub(crate) mod progress;
 mod relay;
 pub mod session;
 pub mod stdio;
@@ -481,11 +482,14 @@ pub async fn post_message(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let local = local.as_deref().map(Arc::as_ref);
-    let mut trail = Trail::new(&server, local);
-    let r = post_inner(&s, &mut trail, local, &server, &headers, body).await;
-    trail.finish(&s, &r);
-    r
+    progress::serve(progress::accepts_sse(&headers), async move {
+        let local = local.as_deref().map(Arc::as_ref);
+        let mut trail = Trail::new(&server, local);
+        let r = post_inner(&s, &mut trail, local, &server, &headers, body).await;
+        trail.finish(&s, &r);
+        r
+    })
+    .await
 }
 
 async fn post_inner(
@@ -509,6 +513,7 @@ async fn post_inner(
     if let Message::Request { method, .. } | Message::Notification { method } = frame.message() {
         trail.method(method);
     }
+    progress::offer(frame.meta("progressToken"));
     if let Err(r) = check_headers(headers, &frame) {
         return r;
     }
