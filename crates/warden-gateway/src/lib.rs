@@ -14,6 +14,7 @@ pub mod audit;
 mod authzen_api;
 pub mod breakers;
 pub mod control_api;
+mod demotion;
 pub mod limits;
 pub mod mcp;
 pub mod oauth;

@@ -212,7 +212,7 @@ pub(crate) async fn decide_and_record(
     if let Some(event) = event {
         let trips = breakers.record(agent, &resource, event);
         if !trips.is_empty() {
-            crate::breakers::report(&s.authority, caller.claims.autonomy, trips);
+            crate::demotion::report(&s.authority, caller.claims.autonomy, trips);
         }
     }
     let (d, refusal) = match &outcome {
@@ -292,7 +292,7 @@ pub(crate) fn outcome(
         let agent = caller.claims.client_id.as_str();
         let trips = s.authority.breakers.record(agent, &resource, event);
         if !trips.is_empty() {
-            crate::breakers::report(&s.authority, caller.claims.autonomy, trips);
+            crate::demotion::report(&s.authority, caller.claims.autonomy, trips);
         }
     }
     let rec = OutcomeRecord {
