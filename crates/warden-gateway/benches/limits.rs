@@ -1,6 +1,7 @@
 //! Overhead of the limit checks on the decision path (HC-2): one call counted against
 //! three matching limits (a token bucket per tool, a call cap per agent, a summed cap per
-//! delegation tree), keys spread over 1,000 agents.
+//! delegation tree), keys spread over 1,000 agents; and the read pass that gives the policy
+//! `context.limit_used`.
 #![allow(clippy::unwrap_used)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -48,6 +49,20 @@ fn bench(c: &mut Criterion) {
                     arguments: Some(&args),
                 })
                 .unwrap();
+        });
+    });
+    // What the policy sees (`context.limit_used`): a read pass, taking nothing.
+    c.bench_function("limits/used_percent 3 matching limits", |b| {
+        b.iter(|| {
+            i = (i + 1) % agents.len();
+            let a = agents.get(i).unwrap();
+            limits.used_percent(&Subject {
+                agent: a,
+                task: "t",
+                tree: a,
+                resource: "finance/transfer_funds",
+                arguments: Some(&args),
+            })
         });
     });
     let none = Limits::new(Vec::new());
