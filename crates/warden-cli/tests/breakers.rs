@@ -116,17 +116,7 @@ permit (principal == Warden::Agent::"assistant", action == Warden::Action::"call
     assert!(String::from_utf8_lossy(&table.stdout).contains("3 failures"));
 
     // The upstream comes back. While the breaker is open nothing reaches it.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let back = rt
-        .block_on(warden_testkit::serve(
-            format!("127.0.0.1:{port}").parse().unwrap(),
-            DemoOptions::default(),
-        ))
-        .unwrap();
+    let (_rt, back) = common::demo_server(&format!("127.0.0.1:{port}"), DemoOptions::default());
     assert_eq!(reason(&call(&mut s)), "circuit_open");
     assert_eq!(back.stats.requests("crm"), 0);
     // After open_secs a probe goes through, succeeds, and closes the breaker.

@@ -103,17 +103,7 @@ fn post_unix(sock: &Path, session: Option<&str>, body: &Value) -> (u16, Option<S
 
 #[test]
 fn a_local_listener_acts_as_its_agent_decides_with_the_policy_and_marks_decisions() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let demo = rt
-        .block_on(warden_testkit::serve(
-            "127.0.0.1:0".parse().unwrap(),
-            DemoOptions::default(),
-        ))
-        .unwrap();
+    let (_rt, demo) = common::demo_server("127.0.0.1:0", DemoOptions::default());
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     create_agent(&data, "assistant");

@@ -44,8 +44,13 @@ pub(crate) fn report(
 async fn demote(a: &crate::oauth::Authority, t: &Trip, token_level: warden_core::AutonomyLevel) {
     use warden_store::AgentStore as _;
     let revocations = a.verifier.revocations();
-    let Ok(id) = warden_core::AgentId::new(&t.agent) else {
-        return;
+    let id = match warden_core::AgentId::new(&t.agent) {
+        Ok(id) => id,
+        Err(e) => {
+            // Unreachable for a verified token's agent; say so rather than skip silently.
+            tracing::error!(target: "warden::breakers", agent = %t.agent, "cannot demote: {e}");
+            return;
+        }
     };
     // The level to lower is the registry's (the token may claim less).
     let from = match a.store.agent(&id).await {

@@ -70,20 +70,13 @@ impl Env {
 
     /// With more config (TOML appended to the shared file) and more policies.
     pub fn start_with(extra_config: &str, extra_policies: &str) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let demo = rt
-            .block_on(warden_testkit::serve(
-                "127.0.0.1:0".parse().unwrap(),
-                DemoOptions {
-                    require_authorization: Some(format!("Bearer {UPSTREAM_SECRET}")),
-                    json_response: false,
-                },
-            ))
-            .unwrap();
+        let (rt, demo) = super::demo_server(
+            "127.0.0.1:0",
+            DemoOptions {
+                require_authorization: Some(format!("Bearer {UPSTREAM_SECRET}")),
+                json_response: false,
+            },
+        );
         let dir = tempfile::tempdir().unwrap();
         let policies = dir.path().join("policies");
         std::fs::create_dir(&policies).unwrap();

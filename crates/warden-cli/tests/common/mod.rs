@@ -9,6 +9,22 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The demo tool servers on `addr`, served by a runtime of their own (keep both alive).
+pub fn demo_server(
+    addr: &str,
+    options: warden_testkit::DemoOptions,
+) -> (tokio::runtime::Runtime, warden_testkit::DemoServer) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let demo = rt
+        .block_on(warden_testkit::serve(addr.parse().unwrap(), options))
+        .unwrap();
+    (rt, demo)
+}
+
 pub fn warden() -> Command {
     Command::new(env!("CARGO_BIN_EXE_warden"))
 }
