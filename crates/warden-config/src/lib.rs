@@ -145,6 +145,10 @@ pub struct UpstreamConfig {
     /// never see it; an agent's token is never forwarded.
     #[serde(default)]
     pub credential: Option<CredentialConfig>,
+    /// For an `https://` upstream: a PEM file of CA certificates to trust besides the
+    /// system's (a private CA, or a self-signed server certificate).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// How long one upstream call may take, in seconds.
     #[serde(default = "default_upstream_timeout")]
     #[schemars(range(min = 1, max = 3600))]
@@ -191,6 +195,9 @@ impl UpstreamConfig {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
                     return Some(format!("url \"{url}\" must start with http:// or https://"));
                 }
+                if self.ca_file.is_some() && !url.starts_with("https://") {
+                    return Some("`ca_file` is for an https:// upstream".into());
+                }
                 if !self.args.is_empty() || !self.env.is_empty() || self.cwd.is_some() {
                     return Some("`args`, `env` and `cwd` belong to a `command` upstream".into());
                 }
@@ -206,6 +213,9 @@ impl UpstreamConfig {
             Transport::Stdio { command } => {
                 if command.is_empty() {
                     return Some("`command` is empty".into());
+                }
+                if self.ca_file.is_some() {
+                    return Some("`ca_file` belongs to a `url` upstream".into());
                 }
                 if let Some(c) = &self.credential
                     && (c.env.is_none() || c.header.is_some())
@@ -688,6 +698,9 @@ impl Config {
             if let Some(c) = u.cwd.as_mut() {
                 abs(c);
             }
+            if let Some(c) = u.ca_file.as_mut() {
+                abs(c);
+            }
             if let Some(SecretRef::File { file }) = u.credential.as_mut().map(|c| &mut c.secret) {
                 abs(file);
             }
@@ -770,6 +783,21 @@ mod tests {
     fn relative_paths_resolve_against_the_config_dir() {
         let c = parse("[policy]\ndir = \"policies\"\n").unwrap();
         assert_eq!(c.policy.dir.unwrap(), PathBuf::from("/etc/warden/policies"));
+    }
+
+    #[test]
+    fn a_ca_file_belongs_to_an_https_upstream_and_resolves_like_other_paths() {
+        let c = parse("[upstreams.b]\nurl = \"https://b.internal/mcp\"\nca_file = \"ca.pem\"\n")
+            .unwrap();
+        assert_eq!(
+            c.upstreams["b"].ca_file.as_deref(),
+            Some(Path::new("/etc/warden/ca.pem"))
+        );
+        let e = parse("[upstreams.b]\nurl = \"http://b.internal/mcp\"\nca_file = \"ca.pem\"\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("https://"), "{e}");
+        let e = parse("[upstreams.b]\ncommand = \"srv\"\nca_file = \"ca.pem\"\n").unwrap_err();
+        assert!(e.to_string().contains("ca_file"), "{e}");
     }
 
     #[test]

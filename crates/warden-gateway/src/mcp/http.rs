@@ -1,6 +1,7 @@
 //! Streamable HTTP upstreams: one pooled HTTP/1.1 client, the headers that may cross, the
 //! upstream's credential, and rewriting of SSE answers (for list filtering).
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -12,6 +13,7 @@ use axum::http::{
 };
 use http_body_util::Full;
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -70,7 +72,7 @@ pub struct HttpUpstream {
     pub url: Uri,
     pub credential: Option<(HeaderName, HeaderValue)>,
     pub timeout: Duration,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     /// Warden's own session with the upstream, for the aggregate `/mcp` (opened lazily).
     own_session: ArcSwapOption<String>,
     opening: tokio::sync::Mutex<()>,
@@ -84,21 +86,43 @@ pub const OWN_SESSION_VERSION: &str = "2025-11-25";
 pub const MAX_READ_ANSWER: usize = 16 << 20;
 
 impl HttpUpstream {
-    /// `url` must be `http://`; `credential` is the header to inject, if any.
+    /// `url` is `http://` or `https://`; `credential` is the header to inject, if any;
+    /// `ca_file` holds PEM certificates trusted for this upstream besides the system's roots.
     pub fn new(
         url: &str,
         credential: Option<(HeaderName, HeaderValue)>,
         timeout: Duration,
+        ca_file: Option<&Path>,
     ) -> anyhow::Result<Self> {
         let url: Uri = url.parse().map_err(|e| anyhow::anyhow!("url {url}: {e}"))?;
-        if url.scheme_str() != Some("http") {
-            anyhow::bail!(
-                "url {url}: only http:// upstreams are supported so far (put TLS in front, or \
-                 run the upstream on loopback)"
-            );
-        }
+        let tls = match url.scheme_str() {
+            Some("http") => {
+                if ca_file.is_some() {
+                    anyhow::bail!("url {url}: `ca_file` is for an https:// upstream");
+                }
+                None
+            }
+            Some("https") => Some(tls_config(ca_file)?),
+            _ => anyhow::bail!("url {url}: must start with http:// or https://"),
+        };
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
+        connector.enforce_http(false);
+        let builder = hyper_rustls::HttpsConnectorBuilder::new();
+        // An http:// upstream gets a connector that refuses https and the other way round:
+        // the scheme in the config is the only one ever used.
+        let connector = match tls {
+            Some(tls) => builder
+                .with_tls_config(tls)
+                .https_only()
+                .enable_http1()
+                .wrap_connector(connector),
+            None => builder
+                .with_tls_config(tls_client(rustls::RootCertStore::empty())?)
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(connector),
+        };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
@@ -261,6 +285,65 @@ impl HttpUpstream {
             Ok(Ok(r)) => Ok(r),
         }
     }
+}
+
+/// The TLS settings of an https:// upstream: TLS 1.2 or 1.3 (ring), the server's name
+/// checked against its certificate, trusting the system's roots and the certificates in
+/// `ca_file`.
+fn tls_config(ca_file: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in system_roots() {
+        // A root the system lists but rustls cannot parse is skipped, as browsers do.
+        let _ = roots.add(cert.clone());
+    }
+    if let Some(path) = ca_file {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| anyhow::anyhow!("ca_file {}: {e}", path.display()))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("ca_file {}: {e}", path.display()))?;
+        if certs.is_empty() {
+            anyhow::bail!(
+                "ca_file {}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it",
+                path.display()
+            );
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| anyhow::anyhow!("ca_file {}: {e}", path.display()))?;
+        }
+    }
+    if roots.is_empty() {
+        anyhow::bail!(
+            "no trusted certificate authority: the system has none Warden can read (install \
+             ca-certificates) and no `ca_file` is set"
+        );
+    }
+    tls_client(roots)
+}
+
+fn tls_client(roots: rustls::RootCertStore) -> anyhow::Result<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| anyhow::anyhow!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// The operating system's trusted roots, read once.
+fn system_roots() -> &'static [rustls::pki_types::CertificateDer<'static>] {
+    static ROOTS: std::sync::OnceLock<Vec<rustls::pki_types::CertificateDer<'static>>> =
+        std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        for e in &found.errors {
+            tracing::warn!(target: "warden::mcp", "reading the system's CA certificates: {e}");
+        }
+        found.certs
+    })
 }
 
 /// Applies `f` to every JSON message in an SSE body (`data:` lines), keeping ids, event

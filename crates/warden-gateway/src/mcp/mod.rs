@@ -141,7 +141,7 @@ impl McpState {
             let timeout = Duration::from_secs(u.timeout_secs);
             let link = match u.transport() {
                 Some(Transport::Http { url }) => UpstreamLink::Http(Box::new(
-                    HttpUpstream::new(url, credential, timeout)
+                    HttpUpstream::new(url, credential, timeout, u.ca_file.as_deref())
                         .map_err(|e| anyhow::anyhow!("upstreams.{name}: {e}"))?,
                 )),
                 Some(Transport::Stdio { command }) => {
