@@ -17,6 +17,7 @@
 //! that too.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ed25519_dalek::VerifyingKey;
 use rusqlite::{Connection, OpenFlags};
@@ -116,10 +117,14 @@ pub fn open_read_only(data_dir: &Path) -> Result<Connection, AuditError> {
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "no audit log here"),
         });
     }
-    Ok(Connection::open_with_flags(
+    let conn = Connection::open_with_flags(
         &path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?)
+    )?;
+    // Reading the whole log (verify, export, proofs) maps it instead of copying every page
+    // through read(2).
+    conn.pragma_update(None, "mmap_size", 1_i64 << 34)?;
+    Ok(conn)
 }
 
 /// The `"seq":N}` a canonical leaf ends with.
@@ -148,63 +153,55 @@ pub fn verify(
     let total: u64 = conn.query_row("SELECT COUNT(*) FROM records", [], |r| r.get(0))?;
     let mut stmt = conn.prepare("SELECT seq, leaf, leaf_hash FROM records ORDER BY seq")?;
     let mut rows = stmt.query([])?;
-    let mut frontier = Frontier::new();
-    let mut next_cp = 0;
-    let mut last_good = 0;
-    let mut mismatch_seen = false;
-    let push = |p: Problem, problems: &mut Vec<Problem>| {
-        if problems.len() < MAX_PROBLEMS {
-            problems.push(p);
-        }
+    let mut walk = Walk {
+        checkpoints: &checkpoints,
+        frontier: Frontier::new(),
+        next_cp: 0,
+        last_good: 0,
+        mismatch_seen: false,
+        problems: &mut problems,
     };
-    let mut done = 0u64;
-    while let Some(row) = rows.next()? {
-        let seq: u64 = row.get(0)?;
-        let leaf = row.get_ref(1)?.as_bytes().map_err(rusqlite::Error::from)?;
-        let stored = row.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
-        let position = frontier.size();
-        if seq > position {
-            push(Problem::Missing { seq: position }, &mut problems);
-        }
-        let h = leaf_hash(leaf);
-        if h.as_slice() != stored {
-            push(Problem::Changed { seq }, &mut problems);
-        }
-        let claims = leaf_seq(leaf);
-        if claims != Some(seq) {
-            push(Problem::Moved { seq, claims }, &mut problems);
-        }
-        frontier.push(h);
-        while let Some((size, root)) = checkpoints.get(next_cp) {
-            if *size > frontier.size() {
-                break;
+    // This thread reads rows (SQLite's work and a copy); a second one hashes the leaves and
+    // folds them into the tree, a chunk behind.
+    let folded = AtomicU64::new(0);
+    std::thread::scope(|scope| -> Result<(), AuditError> {
+        let (to_fold, chunks) = std::sync::mpsc::sync_channel::<Chunk>(4);
+        let folder = scope.spawn(|| {
+            for chunk in chunks {
+                walk.fold(&chunk);
+                folded.fetch_add(chunk.seqs.len() as u64, Ordering::Relaxed);
             }
-            if *size == frontier.size() {
-                if frontier.root() == *root {
-                    last_good = *size;
-                } else if !mismatch_seen {
-                    mismatch_seen = true;
-                    push(
-                        Problem::RootMismatch {
-                            size: *size,
-                            from: last_good,
-                        },
-                        &mut problems,
-                    );
-                }
+        });
+        let mut chunk = Chunk::with_capacity(CHUNK);
+        while let Some(row) = rows.next()? {
+            let seq: u64 = row.get(0)?;
+            let leaf = row.get_ref(1)?.as_bytes().map_err(rusqlite::Error::from)?;
+            let stored = row.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
+            chunk.push(seq, leaf, stored);
+            if chunk.seqs.len() == CHUNK {
+                let full = std::mem::replace(&mut chunk, Chunk::with_capacity(CHUNK));
+                to_fold
+                    .send(full)
+                    .map_err(|_| AuditError::Corrupt("the hashing thread stopped".into()))?;
+                progress(folded.load(Ordering::Relaxed), total);
             }
-            next_cp += 1;
         }
-        done += 1;
-        if done.is_multiple_of(8192) {
-            progress(done, total);
+        if !chunk.seqs.is_empty() {
+            to_fold
+                .send(chunk)
+                .map_err(|_| AuditError::Corrupt("the hashing thread stopped".into()))?;
         }
-    }
-    progress(done, total);
+        drop(to_fold);
+        folder
+            .join()
+            .map_err(|_| AuditError::Corrupt("the hashing thread failed".into()))
+    })?;
+    progress(folded.load(Ordering::Relaxed), total);
+    let Walk { frontier, .. } = walk;
     if let Some((size, _)) = checkpoints.last()
         && *size > frontier.size()
     {
-        push(
+        note(
             Problem::Truncated {
                 checkpoint: *size,
                 records: frontier.size(),
@@ -219,6 +216,106 @@ pub fn verify(
         root: frontier.root(),
         problems,
     })
+}
+
+/// Rows read per chunk handed to the hashing thread.
+const CHUNK: usize = 8192;
+
+/// Consecutive rows, their leaves in one buffer.
+#[derive(Default)]
+struct Chunk {
+    seqs: Vec<u64>,
+    /// Where each leaf ends in `bytes`.
+    ends: Vec<usize>,
+    bytes: Vec<u8>,
+    stored: Vec<u8>,
+}
+
+impl Chunk {
+    fn with_capacity(rows: usize) -> Self {
+        Self {
+            seqs: Vec::with_capacity(rows),
+            ends: Vec::with_capacity(rows),
+            bytes: Vec::with_capacity(rows * 1024),
+            stored: Vec::with_capacity(rows * 32),
+        }
+    }
+
+    fn push(&mut self, seq: u64, leaf: &[u8], stored: &[u8]) {
+        self.seqs.push(seq);
+        self.bytes.extend_from_slice(leaf);
+        self.ends.push(self.bytes.len());
+        // A stored hash of the wrong length never equals a computed one.
+        let mut h = [0xff; 32];
+        if let Some(dst) = h.get_mut(..stored.len()) {
+            dst.copy_from_slice(stored);
+        }
+        self.stored.extend_from_slice(&h);
+    }
+
+    fn leaves(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .map(|(a, b)| self.bytes.get(a..b).unwrap_or_default())
+    }
+}
+
+fn note(p: Problem, problems: &mut Vec<Problem>) {
+    if problems.len() < MAX_PROBLEMS {
+        problems.push(p);
+    }
+}
+
+/// The tree so far and the checkpoints it is checked against, in leaf order.
+struct Walk<'a> {
+    checkpoints: &'a [(u64, Hash)],
+    frontier: Frontier,
+    next_cp: usize,
+    last_good: u64,
+    mismatch_seen: bool,
+    problems: &'a mut Vec<Problem>,
+}
+
+impl Walk<'_> {
+    fn fold(&mut self, chunk: &Chunk) {
+        let rows = chunk.seqs.iter().zip(chunk.leaves());
+        for ((seq, leaf), stored) in rows.zip(chunk.stored.chunks_exact(32)) {
+            let (seq, position) = (*seq, self.frontier.size());
+            if seq > position {
+                note(Problem::Missing { seq: position }, self.problems);
+            }
+            let h = leaf_hash(leaf);
+            if h.as_slice() != stored {
+                note(Problem::Changed { seq }, self.problems);
+            }
+            let claims = leaf_seq(leaf);
+            if claims != Some(seq) {
+                note(Problem::Moved { seq, claims }, self.problems);
+            }
+            self.frontier.push(h);
+            while let Some((size, root)) = self.checkpoints.get(self.next_cp) {
+                if *size > self.frontier.size() {
+                    break;
+                }
+                if *size == self.frontier.size() {
+                    if self.frontier.root() == *root {
+                        self.last_good = *size;
+                    } else if !self.mismatch_seen {
+                        self.mismatch_seen = true;
+                        note(
+                            Problem::RootMismatch {
+                                size: *size,
+                                from: self.last_good,
+                            },
+                            self.problems,
+                        );
+                    }
+                }
+                self.next_cp += 1;
+            }
+        }
+    }
 }
 
 /// The checkpoints whose signature verifies, by size; the others become problems.

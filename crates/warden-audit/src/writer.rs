@@ -120,7 +120,7 @@ impl WriterThread {
 
 impl Auditor {
     /// Starts the writer thread over `log`.
-    pub fn start(log: AuditLog, policy: CheckpointPolicy) -> (Self, WriterThread) {
+    pub fn start(mut log: AuditLog, policy: CheckpointPolicy) -> (Self, WriterThread) {
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_CAPACITY);
         let health = Arc::new(AuditHealth::default());
         health.size.store(log.size(), Ordering::Relaxed);
@@ -132,7 +132,17 @@ impl Auditor {
         };
         let handle = std::thread::Builder::new()
             .name("warden-audit".into())
-            .spawn(move || run(log, &rx, policy, &health))
+            .spawn(move || {
+                // Dropped when the writer stops: a last WAL checkpoint, then the thread ends.
+                let _wal = match log.checkpoint_in_background() {
+                    Ok(w) => Some(w),
+                    Err(e) => {
+                        tracing::warn!(target: "warden::audit", "WAL checkpoints stay inline: {e}");
+                        None
+                    }
+                };
+                run(log, &rx, policy, &health);
+            })
             .ok();
         (auditor, WriterThread { handle })
     }
