@@ -10,6 +10,7 @@
 //! edge of what is on disk.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -214,6 +215,8 @@ pub struct AuditLog {
     checkpointed: (u64, i64),
     /// Whether the connection currently commits with `synchronous=FULL`.
     fsync: bool,
+    /// The log's size after each commit, for the WAL checkpoint thread.
+    committed: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -263,6 +266,7 @@ impl AuditLog {
             frontier: Frontier::new(),
             checkpointed: (0, 0),
             fsync: false,
+            committed: std::sync::Arc::default(),
         };
         log.load_tail()?;
         Ok(log)
@@ -430,6 +434,8 @@ impl AuditLog {
             }
         }
         tx.commit()?;
+        self.committed
+            .store(self.frontier.size(), Ordering::Relaxed);
         Ok(first)
     }
 
@@ -457,7 +463,8 @@ impl AuditLog {
 
     /// Moves SQLite's WAL checkpoints (copying committed pages into the database file, with
     /// an `fsync` each) off this connection to a thread of their own, so a group commit
-    /// rarely waits for one. Every 100 ms the thread copies what is committed (PASSIVE: never
+    /// rarely waits for one. Once `CHECKPOINT_RECORDS` more records are committed, or the log
+    /// has been quiet for a second, the thread copies what is committed (PASSIVE: never
     /// blocking the writer); under sustained load the WAL never empties that way, so once it
     /// passes `WAL_RESTART_PAGES` the thread restarts it (the writer waits only for the few
     /// pages the last pass left). Stops when the returned handle is dropped. Until it has
@@ -466,13 +473,25 @@ impl AuditLog {
         let conn = connect(&self.path)?;
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let path = self.path.display().to_string();
+        let committed = std::sync::Arc::clone(&self.committed);
         let handle = std::thread::Builder::new()
             .name("warden-audit-wal".into())
             .spawn(move || {
                 let every = std::time::Duration::from_millis(100);
+                let (mut last, mut idle_ticks) = (committed.load(Ordering::Relaxed), 0u32);
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                     stopped.recv_timeout(every)
                 {
+                    // Only when enough is waiting, or the log has been quiet for a second:
+                    // each pass costs two fsyncs, which a light load should not pay often.
+                    let now = committed.load(Ordering::Relaxed);
+                    idle_ticks = if now == last { idle_ticks + 1 } else { 0 };
+                    let due = now.saturating_sub(last) >= CHECKPOINT_RECORDS
+                        || (idle_ticks == 10 && now > last);
+                    if !due {
+                        continue;
+                    }
+                    last = now;
                     let pass = |mode: &str| -> Result<i64, rusqlite::Error> {
                         conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| r.get(1))
                     };
@@ -507,6 +526,9 @@ impl AuditLog {
         Ok(seq)
     }
 }
+
+/// Records committed since the last background checkpoint that make the next one due.
+const CHECKPOINT_RECORDS: u64 = 8_192;
 
 /// WAL pages (4 KiB) past which the checkpoint thread restarts the WAL.
 const WAL_RESTART_PAGES: i64 = 16_384;
