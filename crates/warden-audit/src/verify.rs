@@ -222,7 +222,6 @@ pub fn verify(
 const CHUNK: usize = 8192;
 
 /// Consecutive rows, their leaves in one buffer.
-#[derive(Default)]
 struct Chunk {
     seqs: Vec<u64>,
     /// Where each leaf ends in `bytes`.
