@@ -3,7 +3,9 @@
 # (warden-testkit, rmcp, JSON answers, requiring its own credential), starts `warden serve`
 # in front of it with a policy that permits the call, and runs `warden bench mcp`: the same
 # tools/call direct vs through Warden at 1, 16 and 64 clients. Also samples Warden's RSS
-# idle and right after the load.
+# idle and right after the load. When nginx is installed (`apt-get install nginx-light`), it
+# is started too, as a plain keep-alive reverse proxy in front of the same upstream, and
+# measured in the same run: the yardstick for what one extra hop costs on this machine.
 # Usage: scripts/bench-mcp.sh [seconds] [--json]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +14,8 @@ shift || true
 cargo build --release --locked -p warden-cli -p warden-testkit
 bin=target/release/warden
 work=$(mktemp -d)
-trap 'kill $wpid $tpid 2>/dev/null; rm -rf "$work"' EXIT
+npid=
+trap 'kill $wpid $tpid $npid 2>/dev/null; rm -rf "$work"' EXIT
 target/release/warden-testkit --listen 127.0.0.1:18481 --json --require-authorization "Bearer bench-upstream-secret" >"$work/testkit.out" &
 tpid=$!
 mkdir "$work/policies"
@@ -36,9 +39,42 @@ BENCH_UPSTREAM_SECRET=bench-upstream-secret RUST_LOG=warn "$bin" serve --config 
 wpid=$!
 for _ in $(seq 100); do grep -q wdn_admin_ "$work/out" 2>/dev/null && break; sleep 0.1; done
 export WARDEN_ADMIN_TOKEN=$(grep -o 'wdn_admin_[A-Za-z0-9_-]*' "$work/out")
+proxy=()
+if nginx=$(command -v nginx || ls /usr/sbin/nginx 2>/dev/null); then
+  mkdir -p "$work/nginx"
+  cat > "$work/nginx/nginx.conf" <<NGINX
+worker_processes auto;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  upstream tool { server 127.0.0.1:18481; keepalive 128; }
+  server {
+    listen 127.0.0.1:18482;
+    location / {
+      proxy_pass http://tool;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$http_host;
+      proxy_buffering off;
+    }
+  }
+}
+NGINX
+  "$nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log" &
+  npid=$!
+  proxy=(--proxy http://127.0.0.1:18482/crm/mcp)
+  echo "nginx: $("$nginx" -v 2>&1 | cut -d/ -f2), one worker per core, keep-alive upstream"
+else
+  echo "nginx not installed: no plain-proxy yardstick (apt-get install nginx-light)"
+fi
 rss() { awk '/VmRSS/ {print $2 " kB"}' /proc/$wpid/status; }
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%F)"
 echo "warden RSS idle: $(rss)"
 "$bin" bench mcp --server http://127.0.0.1:18480 --direct http://127.0.0.1:18481/crm/mcp \
-  --direct-header "Authorization: Bearer bench-upstream-secret" --seconds "$secs" "$@"
+  --direct-header "Authorization: Bearer bench-upstream-secret" --seconds "$secs" "${proxy[@]}" "$@"
 echo "warden RSS after load: $(rss) (peak $(awk '/VmHWM/ {print $2 " kB"}' /proc/$wpid/status))"

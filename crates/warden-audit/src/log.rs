@@ -44,6 +44,8 @@ pub enum AuditError {
     Full(usize),
     #[error("could not encode the record: {0}")]
     Encode(String),
+    #[error("another process holds the audit log's write lock")]
+    Busy,
 }
 
 /// How durable a record must be before the call it permits is forwarded.
@@ -139,6 +141,9 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 );
 ";
 
+/// The sequence number the next record gets, as the database sees it.
+const NEXT_SEQ: &str = "SELECT COALESCE(MAX(seq) + 1, 0) FROM records";
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AuditError + '_ {
     move |source| AuditError::Io {
         path: path.display().to_string(),
@@ -229,6 +234,9 @@ impl std::fmt::Debug for AuditLog {
     }
 }
 
+/// How long a commit waits for another process's write lock before it fails.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Opens `audit.db` read-write, creating its tables.
 pub(crate) fn connect(path: &Path) -> Result<Connection, AuditError> {
     let conn = Connection::open(path)?;
@@ -242,7 +250,7 @@ pub(crate) fn connect(path: &Path) -> Result<Connection, AuditError> {
     conn.pragma_update(None, "journal_size_limit", 67_108_864)?;
     // Another writer (an offline `warden agent` command) holds the lock for milliseconds;
     // longer than this and calls waiting for their records are refused rather than hung.
-    conn.busy_timeout(std::time::Duration::from_secs(2))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.execute_batch(SCHEMA)?;
     Ok(conn)
 }
@@ -308,11 +316,10 @@ impl AuditLog {
 
     /// Folds in leaves appended (by any process) beyond the in-memory edge.
     fn catch_up(&mut self) -> Result<(), AuditError> {
-        let on_disk: u64 =
-            self.conn
-                .query_row("SELECT COALESCE(MAX(seq) + 1, 0) FROM records", [], |r| {
-                    r.get(0)
-                })?;
+        let on_disk: u64 = self
+            .conn
+            .prepare_cached(NEXT_SEQ)?
+            .query_row([], |r| r.get(0))?;
         let size = self.frontier.size();
         if on_disk < size {
             return Err(AuditError::Corrupt(format!(
@@ -390,6 +397,27 @@ impl AuditLog {
         out
     }
 
+    /// As [`append`](Self::append), but when another process holds the write lock it gives
+    /// up at once with [`AuditError::Busy`] (nothing appended) instead of waiting: for a
+    /// caller that must not block, and can hand the batch to one that may.
+    pub fn append_or_busy(
+        &mut self,
+        batch: &[Prepared],
+        durability: Durability,
+    ) -> Result<u64, AuditError> {
+        self.conn.busy_timeout(std::time::Duration::ZERO)?;
+        let out = self.append(batch, durability);
+        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        match out {
+            Err(AuditError::Database(rusqlite::Error::SqliteFailure(e, _)))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+            {
+                Err(AuditError::Busy)
+            }
+            other => other,
+        }
+    }
+
     fn append_tx(&mut self, batch: &[Prepared]) -> Result<u64, AuditError> {
         let tx = rusqlite::Transaction::new_unchecked(
             &self.conn,
@@ -397,10 +425,8 @@ impl AuditLog {
         )?;
         // Another process may have appended since: fold its leaves in first.
         {
-            let on_disk: u64 =
-                tx.query_row("SELECT COALESCE(MAX(seq) + 1, 0) FROM records", [], |r| {
-                    r.get(0)
-                })?;
+            // Cached: parsing this statement on every commit cost more than running it.
+            let on_disk: u64 = tx.prepare_cached(NEXT_SEQ)?.query_row([], |r| r.get(0))?;
             if on_disk != self.frontier.size() {
                 drop(tx);
                 self.catch_up()?;

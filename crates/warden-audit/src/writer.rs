@@ -1,17 +1,23 @@
-//! The group-committing writer: one thread owns the audit log; callers on the async workers
-//! hand it canonicalised records through a bounded queue and, for a call about to be
-//! forwarded, wait for the commit that makes its record durable (AU-3).
+//! The group-committing writer (AU-3): every record is canonicalised on the caller's thread,
+//! then committed to the audit log in groups, by whoever gets there first.
 //!
-//! Every record waiting when the writer comes round is committed in one transaction, so
-//! under load one `write(2)` (or one `fdatasync` in disk mode) covers many calls. A failed
-//! commit fails every waiting call (the gateway denies them), is counted, logged and shown
-//! in the metrics; the next commit that succeeds first records an `audit_gap` event saying
-//! how many records were lost and that their calls were refused — nothing forwarded ever
-//! lacks its record.
+//! **The leader path.** A call about to be forwarded needs its record durable first. When
+//! the log is free and little is queued, the call's own thread commits: everything waiting
+//! in the queue (outcomes, refusals) plus its own record, in one transaction, and goes on —
+//! no hand-off to another thread and back, which on a lightly loaded machine costs more than
+//! the commit itself (two cross-core wake-ups). **The writer thread** takes over whenever
+//! the log is busy, the queue is long or the record must be `fsync`ed: callers queue their
+//! record and wait for the writer's group commit, so under load one `write(2)` (or one
+//! `fdatasync` in disk mode) covers many calls. Records that gate nothing are only queued:
+//! the next leader takes them, or the writer within [`LAZY_COMMIT`].
+//!
+//! A failed commit fails every record in it (the gateway denies their calls), is counted,
+//! logged and shown in the metrics; the next commit that succeeds first records an
+//! `audit_gap` event saying how many records were lost and that their calls were refused —
+//! nothing forwarded ever lacks its record.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, TryLockError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -40,9 +46,18 @@ impl Default for CheckpointPolicy {
 
 /// Most records committed in one transaction.
 const MAX_BATCH: usize = 4096;
-/// Records that may wait for the writer before new ones are refused (and their calls
-/// denied): a bound on memory when the disk stalls.
+/// Records that may wait before new ones are refused (and their calls denied): a bound on
+/// memory when the disk stalls.
 pub const QUEUE_CAPACITY: usize = 65_536;
+/// A caller commits on its own thread only while at most this many records are queued;
+/// beyond that the writer thread's larger groups are cheaper, and no async worker is held
+/// for long.
+const LEADER_MAX_QUEUED: usize = 64;
+/// How long a record that gates nothing may wait for a leader before the writer commits it.
+pub const LAZY_COMMIT: Duration = Duration::from_millis(2);
+/// After records stop coming, the writer keeps looking every [`LAZY_COMMIT`] this long
+/// before it sleeps until woken: under steady traffic no caller pays for waking it.
+const STAY_AWAKE: Duration = Duration::from_millis(200);
 
 struct Job {
     record: Prepared,
@@ -63,6 +78,8 @@ pub struct AuditHealth {
     pub written: AtomicU64,
     /// Group commits since start.
     pub commits: AtomicU64,
+    /// Group commits made by a caller's own thread (the rest by the writer thread).
+    pub leader_commits: AtomicU64,
     /// Records that could not be written (their calls were denied).
     pub failed: AtomicU64,
     /// True while the last commit failed: calls are being denied.
@@ -71,7 +88,7 @@ pub struct AuditHealth {
     pub checkpoints: AtomicU64,
     /// Records in the log (after the last commit).
     pub size: AtomicU64,
-    last_error: std::sync::Mutex<String>,
+    last_error: Mutex<String>,
 }
 
 impl AuditHealth {
@@ -84,11 +101,81 @@ impl AuditHealth {
     }
 }
 
+/// The log and what the committer remembers between groups. Whoever holds it commits.
+struct Committer {
+    log: AuditLog,
+    /// Records lost to failed commits since the last successful one.
+    lost: u64,
+    last_checkpoint: Instant,
+}
+
+/// What the callers and the writer thread share.
+struct Shared {
+    committer: Mutex<Committer>,
+    queue: Mutex<Vec<Msg>>,
+    /// The queue's length, read without its lock.
+    queued: AtomicUsize,
+    /// Set when a caller waits for the writer (not for a leader).
+    urgent: AtomicBool,
+    /// Set while the writer sleeps with nothing queued: the next record wakes it.
+    idle: AtomicBool,
+    /// Set when the last `Auditor` is gone: drain, checkpoint, stop.
+    closed: AtomicBool,
+    writer: OnceLock<std::thread::Thread>,
+    policy: CheckpointPolicy,
+    health: Arc<AuditHealth>,
+}
+
+impl Shared {
+    fn wake_writer(&self) {
+        if let Some(t) = self.writer.get() {
+            t.unpark();
+        }
+    }
+
+    /// Queues `msg`; refuses when the queue is full (the disk has stalled).
+    fn push(&self, msg: Msg) -> Result<(), AuditError> {
+        let mut q = self.queue.lock().map_err(|_| AuditError::Stopped)?;
+        if q.len() >= QUEUE_CAPACITY {
+            return Err(AuditError::Full(QUEUE_CAPACITY));
+        }
+        q.push(msg);
+        self.queued.store(q.len(), Ordering::Release);
+        Ok(())
+    }
+
+    /// Takes up to `MAX_BATCH` queued messages. Called with the committer held, so what is
+    /// taken is committed before anyone else can commit (a flush sees everything before it).
+    fn take(&self) -> Vec<Msg> {
+        let Ok(mut q) = self.queue.lock() else {
+            return Vec::new();
+        };
+        let taken = if q.len() <= MAX_BATCH {
+            std::mem::take(&mut *q)
+        } else {
+            let rest = q.split_off(MAX_BATCH);
+            std::mem::replace(&mut *q, rest)
+        };
+        self.queued.store(q.len(), Ordering::Release);
+        taken
+    }
+}
+
+/// Signals the writer to finish once the last `Auditor` clone is dropped.
+struct Closer(Arc<Shared>);
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        self.0.closed.store(true, Ordering::Release);
+        self.0.wake_writer();
+    }
+}
+
 /// The handle the decision path holds. Cloning shares the writer.
 #[derive(Clone)]
 pub struct Auditor {
-    tx: SyncSender<Msg>,
-    health: Arc<AuditHealth>,
+    shared: Arc<Shared>,
+    _closer: Arc<Closer>,
     origin: Arc<str>,
     verifier_key: Arc<str>,
 }
@@ -121,34 +208,58 @@ impl WriterThread {
 impl Auditor {
     /// Starts the writer thread over `log`.
     pub fn start(mut log: AuditLog, policy: CheckpointPolicy) -> (Self, WriterThread) {
-        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_CAPACITY);
         let health = Arc::new(AuditHealth::default());
         health.size.store(log.size(), Ordering::Relaxed);
-        let auditor = Self {
-            tx,
-            health: Arc::clone(&health),
-            origin: log.origin().into(),
-            verifier_key: log.verifier_key().into(),
+        let origin: Arc<str> = log.origin().into();
+        let verifier_key: Arc<str> = log.verifier_key().into();
+        // Dropped when the writer stops: a last WAL checkpoint, then that thread ends.
+        let wal = match log.checkpoint_in_background() {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(target: "warden::audit", "WAL checkpoints stay inline: {e}");
+                None
+            }
         };
+        let shared = Arc::new(Shared {
+            committer: Mutex::new(Committer {
+                log,
+                lost: 0,
+                last_checkpoint: Instant::now(),
+            }),
+            queue: Mutex::new(Vec::new()),
+            queued: AtomicUsize::new(0),
+            urgent: AtomicBool::new(false),
+            idle: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            writer: OnceLock::new(),
+            policy,
+            health,
+        });
+        let for_writer = Arc::clone(&shared);
         let handle = std::thread::Builder::new()
             .name("warden-audit".into())
             .spawn(move || {
-                // Dropped when the writer stops: a last WAL checkpoint, then the thread ends.
-                let _wal = match log.checkpoint_in_background() {
-                    Ok(w) => Some(w),
-                    Err(e) => {
-                        tracing::warn!(target: "warden::audit", "WAL checkpoints stay inline: {e}");
-                        None
-                    }
-                };
-                run(log, &rx, policy, &health);
+                let _wal = wal;
+                run(&for_writer);
             })
             .ok();
+        if let Some(h) = &handle {
+            let _ = shared.writer.set(h.thread().clone());
+        } else {
+            // No writer thread: every commit would wait forever. Fail closed instead.
+            shared.closed.store(true, Ordering::Release);
+        }
+        let auditor = Self {
+            _closer: Arc::new(Closer(Arc::clone(&shared))),
+            shared,
+            origin,
+            verifier_key,
+        };
         (auditor, WriterThread { handle })
     }
 
     pub fn health(&self) -> &AuditHealth {
-        &self.health
+        &self.shared.health
     }
 
     pub fn origin(&self) -> &str {
@@ -159,23 +270,37 @@ impl Auditor {
         &self.verifier_key
     }
 
-    fn send(&self, job: Job) -> Result<(), AuditError> {
-        self.tx.try_send(Msg::Record(job)).map_err(|e| match e {
-            TrySendError::Full(_) => AuditError::Full(QUEUE_CAPACITY),
-            TrySendError::Disconnected(_) => AuditError::Stopped,
-        })
-    }
-
     /// Appends `r` and waits until it is durable to `durability`; returns its sequence
     /// number. An error means the record is not in the log: the caller must not act.
     pub async fn commit(&self, r: &Record, durability: Durability) -> Result<u64, AuditError> {
         let record = Prepared::new(r)?;
+        let sh = &*self.shared;
+        if sh.closed.load(Ordering::Acquire) {
+            return Err(AuditError::Stopped);
+        }
+        // The leader path: the log is free and little is waiting, so commit here.
+        let record = if durability == Durability::Process
+            && sh.queued.load(Ordering::Acquire) <= LEADER_MAX_QUEUED
+        {
+            match sh.committer.try_lock() {
+                Ok(mut c) => match lead(sh, &mut c, record) {
+                    Ok(out) => return out,
+                    Err(record) => record,
+                },
+                Err(TryLockError::Poisoned(_)) => return Err(AuditError::Stopped),
+                Err(TryLockError::WouldBlock) => record,
+            }
+        } else {
+            record
+        };
         let (ack, done) = oneshot::channel();
-        self.send(Job {
+        sh.push(Msg::Record(Job {
             record,
             durability,
             ack: Some(ack),
-        })?;
+        }))?;
+        sh.urgent.store(true, Ordering::Release);
+        sh.wake_writer();
         match done.await {
             Ok(Ok(seq)) => Ok(seq),
             Ok(Err(e)) => Err(AuditError::Corrupt(e)),
@@ -186,35 +311,47 @@ impl Auditor {
     /// Waits until everything queued before this call is committed and covered by a signed
     /// checkpoint (graceful shutdown, tests).
     pub async fn flush(&self) {
-        let (tx, rx) = oneshot::channel();
-        // A full queue drains quickly; a stopped writer has nothing left to flush.
-        let mut msg = Msg::Flush(tx);
         loop {
-            match self.tx.try_send(msg) {
-                Ok(()) => break,
-                Err(TrySendError::Full(m)) => {
-                    msg = m;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
+            let (tx, rx) = oneshot::channel();
+            match self.shared.push(Msg::Flush(tx)) {
+                Ok(()) => {
+                    self.shared.urgent.store(true, Ordering::Release);
+                    self.shared.wake_writer();
+                    let _ = rx.await;
+                    return;
                 }
-                Err(TrySendError::Disconnected(_)) => return,
+                // A full queue drains quickly.
+                Err(AuditError::Full(_)) => tokio::time::sleep(Duration::from_millis(1)).await,
+                // A stopped writer has nothing left to flush.
+                Err(_) => return,
             }
         }
-        let _ = rx.await;
     }
 
-    /// Queues `r` without waiting (refusals, outcomes, events that gate nothing). A
-    /// failure is logged and counted; the caller has nothing left to stop.
+    /// Queues `r` without waiting (refusals, outcomes, events that gate nothing): the next
+    /// leader commits it, or the writer within [`LAZY_COMMIT`]. A failure is logged and
+    /// counted; the caller has nothing left to stop.
     pub fn record(&self, r: &Record) {
+        let sh = &*self.shared;
         let out = Prepared::new(r).and_then(|record| {
-            self.send(Job {
+            sh.push(Msg::Record(Job {
                 record,
                 durability: Durability::Process,
                 ack: None,
-            })
+            }))
         });
-        if let Err(e) = out {
-            self.health.failed.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(target: "warden::audit", "audit record not queued: {e}");
+        match out {
+            Ok(()) => {
+                if sh.idle.swap(false, Ordering::AcqRel)
+                    || sh.queued.load(Ordering::Acquire) >= MAX_BATCH
+                {
+                    sh.wake_writer();
+                }
+            }
+            Err(e) => {
+                sh.health.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(target: "warden::audit", "audit record not queued: {e}");
+            }
         }
     }
 }
@@ -225,121 +362,242 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// What the writer gathered for one group commit.
+/// Commits `record` on the caller's thread, with whatever is queued before it. Hands the
+/// record back (and the queue to the writer) when that would mean waiting: a queued record
+/// needs `fsync`, or another process holds the database's write lock.
+fn lead(
+    sh: &Shared,
+    c: &mut Committer,
+    record: Prepared,
+) -> Result<Result<u64, AuditError>, Prepared> {
+    let mut batch = Batch::of(sh.take());
+    if batch.durability == Durability::Disk {
+        batch.requeue(sh);
+        return Err(record);
+    }
+    batch.add(Job {
+        record,
+        durability: Durability::Process,
+        ack: None,
+    });
+    let out = match commit_batch(sh, c, batch, true) {
+        Committed::Last(seq) => Ok(Ok(seq)),
+        Committed::Failed(e) => Ok(Err(AuditError::Corrupt(e))),
+        Committed::Busy(mut batch) => {
+            batch.acks.pop();
+            match batch.records.pop() {
+                Some(own) => {
+                    batch.requeue(sh);
+                    Err(own)
+                }
+                None => Ok(Err(AuditError::Stopped)),
+            }
+        }
+    };
+    // Someone who queued behind us while we held the log needs the writer.
+    if sh.urgent.load(Ordering::Acquire) {
+        sh.wake_writer();
+    }
+    out
+}
+
+/// The writer thread: commits what callers queued for it, what no leader took within
+/// [`LAZY_COMMIT`], and signs checkpoints when due.
+fn run(sh: &Shared) {
+    // Records left uncovered by a crash get their checkpoint now.
+    if let Ok(mut c) = sh.committer.lock() {
+        checkpoint(&mut c, &sh.health);
+    }
+    let mut active = Instant::now();
+    loop {
+        let closed = sh.closed.load(Ordering::Acquire);
+        if !closed && !sh.urgent.swap(false, Ordering::AcqRel) {
+            let due = sh.committer.lock().map_or(Duration::ZERO, |c| {
+                sh.policy.every.saturating_sub(c.last_checkpoint.elapsed())
+            });
+            let queued = sh.queued.load(Ordering::Acquire);
+            if queued > 0 {
+                active = Instant::now();
+            }
+            if queued == 0 && active.elapsed() >= STAY_AWAKE {
+                sh.idle.store(true, Ordering::Release);
+                // A record queued after the store above finds `idle` set and wakes us; one
+                // queued before it is seen here.
+                if sh.queued.load(Ordering::Acquire) == 0 {
+                    std::thread::park_timeout(due.max(Duration::from_millis(1)));
+                }
+                sh.idle.store(false, Ordering::Release);
+            } else {
+                std::thread::park_timeout(LAZY_COMMIT.min(due).max(Duration::from_micros(100)));
+            }
+        }
+        let Ok(mut c) = sh.committer.lock() else {
+            break; // a caller panicked mid-commit: stop; waiting callers are refused
+        };
+        while sh.queued.load(Ordering::Acquire) > 0 {
+            let _ = commit_batch(sh, &mut c, Batch::of(sh.take()), false);
+        }
+        let due = c.log.size() - c.log.checkpointed().0 >= sh.policy.every_records
+            || c.last_checkpoint.elapsed() >= sh.policy.every;
+        if due {
+            checkpoint(&mut c, &sh.health);
+        }
+        if sh.closed.load(Ordering::Acquire) && sh.queued.load(Ordering::Acquire) == 0 {
+            checkpoint(&mut c, &sh.health);
+            break;
+        }
+    }
+}
+
+/// Records taken from the queue for one transaction, with their waiters.
 #[derive(Default)]
-struct Group {
+struct Batch {
     records: Vec<Prepared>,
     acks: Vec<Option<oneshot::Sender<Result<u64, String>>>>,
+    flushes: Vec<oneshot::Sender<()>>,
     durability: Durability,
 }
 
-impl Group {
+impl Batch {
+    fn of(msgs: Vec<Msg>) -> Self {
+        let mut b = Self {
+            records: Vec::with_capacity(msgs.len() + 1),
+            acks: Vec::with_capacity(msgs.len() + 1),
+            ..Self::default()
+        };
+        for m in msgs {
+            match m {
+                Msg::Record(job) => b.add(job),
+                Msg::Flush(done) => b.flushes.push(done),
+            }
+        }
+        b
+    }
+
     fn add(&mut self, job: Job) {
         self.records.push(job.record);
         self.acks.push(job.ack);
         self.durability = self.durability.max(job.durability);
     }
-}
 
-fn run(mut log: AuditLog, rx: &Receiver<Msg>, policy: CheckpointPolicy, health: &AuditHealth) {
-    // Records left uncovered by a crash get their checkpoint now.
-    checkpoint(&mut log, health);
-    let mut last_checkpoint = Instant::now();
-    let mut lost: u64 = 0;
-    let mut group = Group::default();
-    loop {
-        let wait = policy.every.saturating_sub(last_checkpoint.elapsed());
-        let mut flushes = Vec::new();
-        match rx.recv_timeout(wait.max(Duration::from_millis(1))) {
-            Ok(Msg::Record(job)) => group.add(job),
-            Ok(Msg::Flush(done)) => flushes.push(done),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
-        }
-        while group.acks.len() < MAX_BATCH && flushes.is_empty() {
-            match rx.try_recv() {
-                Ok(Msg::Record(job)) => group.add(job),
-                Ok(Msg::Flush(done)) => flushes.push(done),
-                Err(_) => break,
-            }
-        }
-        if !group.acks.is_empty() {
-            lost = commit(&mut log, &mut group, lost, health);
-        }
-        if !flushes.is_empty() {
-            checkpoint(&mut log, health);
-            last_checkpoint = Instant::now();
-            for done in flushes {
-                let _ = done.send(());
-            }
-        }
-        let due = log.size() - log.checkpointed().0 >= policy.every_records
-            || last_checkpoint.elapsed() >= policy.every;
-        if due {
-            checkpoint(&mut log, health);
-            last_checkpoint = Instant::now();
+    /// Puts the batch back at the head of the queue, in its order, for the writer.
+    fn requeue(self, sh: &Shared) {
+        let durability = self.durability;
+        let msgs = self
+            .records
+            .into_iter()
+            .zip(self.acks)
+            .map(|(record, ack)| {
+                Msg::Record(Job {
+                    record,
+                    durability,
+                    ack,
+                })
+            })
+            .chain(self.flushes.into_iter().map(Msg::Flush));
+        if let Ok(mut q) = sh.queue.lock() {
+            q.splice(0..0, msgs);
+            sh.queued.store(q.len(), Ordering::Release);
         }
     }
-    checkpoint(&mut log, health);
 }
 
-/// Commits one group; returns how many records are lost so far (0 once a gap is noted).
-fn commit(log: &mut AuditLog, group: &mut Group, lost: u64, health: &AuditHealth) -> u64 {
-    let mut gap_records = 0;
-    if lost > 0 {
+/// How a group commit ended.
+enum Committed {
+    /// The sequence number of the batch's last record (0 for a batch with none).
+    Last(u64),
+    /// Nothing was written; every waiter has been told why.
+    Failed(String),
+    /// A leader found another process holding the write lock: nothing was written and
+    /// nobody was answered; the batch is handed back.
+    Busy(Batch),
+}
+
+/// Commits the records of `batch` in one transaction and answers their waiters, then
+/// answers its flushes (after a checkpoint). A leader never waits for another process's
+/// write lock: it gets the batch back instead.
+fn commit_batch(sh: &Shared, c: &mut Committer, mut batch: Batch, by_leader: bool) -> Committed {
+    let health = &sh.health;
+    let n = batch.acks.len() as u64;
+    let mut gap_records = 0u64;
+    if c.lost > 0 && n > 0 {
         let gap = Record::Event(
             EventRecord::new(now_ms(), "audit_gap", "warden")
                 .reason(
                     "the audit log could not be written; the calls of these records were refused",
                 )
-                .detail("lost_records", lost),
+                .detail("lost_records", c.lost),
         );
         if let Ok(p) = Prepared::new(&gap) {
-            group.records.insert(0, p);
+            batch.records.insert(0, p);
             gap_records = 1;
         }
     }
-    let n = group.acks.len() as u64;
-    let out = log.append(&group.records, group.durability);
-    group.records.clear();
-    group.durability = Durability::Process;
-    match out {
-        Ok(first) => {
-            for (i, ack) in group.acks.drain(..).enumerate() {
-                if let Some(ack) = ack {
-                    let _ = ack.send(Ok(first + (gap_records + i) as u64));
+    let out = if n == 0 {
+        Committed::Last(0)
+    } else {
+        let appended = if by_leader {
+            c.log.append_or_busy(&batch.records, batch.durability)
+        } else {
+            c.log.append(&batch.records, batch.durability)
+        };
+        match appended {
+            Ok(first) => {
+                for (i, ack) in batch.acks.drain(..).enumerate() {
+                    if let Some(ack) = ack {
+                        let _ = ack.send(Ok(first + gap_records + i as u64));
+                    }
                 }
+                health.written.fetch_add(n, Ordering::Relaxed);
+                health.commits.fetch_add(1, Ordering::Relaxed);
+                if by_leader {
+                    health.leader_commits.fetch_add(1, Ordering::Relaxed);
+                }
+                health.size.store(c.log.size(), Ordering::Relaxed);
+                if health.failing.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(target: "warden::audit", lost = c.lost, "audit log writable again");
+                }
+                c.lost = 0;
+                Committed::Last(first + gap_records + n - 1)
             }
-            health.written.fetch_add(n, Ordering::Relaxed);
-            health.commits.fetch_add(1, Ordering::Relaxed);
-            health.size.store(log.size(), Ordering::Relaxed);
-            if health.failing.swap(false, Ordering::Relaxed) {
-                tracing::warn!(target: "warden::audit", lost, "audit log writable again");
+            Err(AuditError::Busy) => {
+                if gap_records == 1 {
+                    batch.records.remove(0);
+                }
+                return Committed::Busy(batch);
             }
-            0
+            Err(e) => {
+                let msg = e.to_string();
+                for ack in batch.acks.drain(..).flatten() {
+                    let _ = ack.send(Err(msg.clone()));
+                }
+                health.failed.fetch_add(n, Ordering::Relaxed);
+                if !health.failing.swap(true, Ordering::Relaxed) {
+                    tracing::error!(
+                        target: "warden::audit",
+                        "audit log cannot be written ({msg}); every call that needs a record is refused until it can"
+                    );
+                }
+                if let Ok(mut last) = health.last_error.lock() {
+                    last.clone_from(&msg);
+                }
+                c.lost += n;
+                Committed::Failed(msg)
+            }
         }
-        Err(e) => {
-            let msg = e.to_string();
-            for ack in group.acks.drain(..).flatten() {
-                let _ = ack.send(Err(msg.clone()));
-            }
-            health.failed.fetch_add(n, Ordering::Relaxed);
-            if !health.failing.swap(true, Ordering::Relaxed) {
-                tracing::error!(
-                    target: "warden::audit",
-                    "audit log cannot be written ({msg}); every call that needs a record is refused until it can"
-                );
-            }
-            if let Ok(mut last) = health.last_error.lock() {
-                *last = msg;
-            }
-            lost + n
+    };
+    if !batch.flushes.is_empty() {
+        checkpoint(c, health);
+        for done in batch.flushes {
+            let _ = done.send(());
         }
     }
+    out
 }
 
-fn checkpoint(log: &mut AuditLog, health: &AuditHealth) {
-    match log.checkpoint(now_ms()) {
+fn checkpoint(c: &mut Committer, health: &AuditHealth) {
+    c.last_checkpoint = Instant::now();
+    match c.log.checkpoint(now_ms()) {
         Ok(Some(_)) => {
             health.checkpoints.fetch_add(1, Ordering::Relaxed);
         }
@@ -352,5 +610,154 @@ impl Drop for WriterThread {
     fn drop(&mut self) {
         // Detached: the thread drains and exits when the last Auditor is dropped.
         let _ = self.handle.take();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::AuditLog;
+
+    fn ev(i: i64) -> Record {
+        Record::Event(EventRecord::new(i, "test", "cli").detail("i", i))
+    }
+
+    fn start(dir: &std::path::Path) -> (Auditor, WriterThread) {
+        let log = AuditLog::open(dir, "test.example/audit").unwrap();
+        Auditor::start(log, CheckpointPolicy::default())
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// Waits (up to 5 s) until `n` records are committed.
+    fn written(a: &Auditor, n: u64) {
+        let t = Instant::now();
+        while a.health().written.load(Ordering::Relaxed) < n {
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "records never committed"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn a_call_commits_its_own_record_and_what_was_queued_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, w) = start(dir.path());
+        a.record(&ev(0));
+        a.record(&ev(1));
+        let seq = rt()
+            .block_on(a.commit(&ev(2), Durability::Process))
+            .unwrap();
+        // Queued first, so sequenced first, whoever committed them.
+        assert_eq!(seq, 2);
+        written(&a, 3);
+        assert!(a.health().leader_commits.load(Ordering::Relaxed) >= 1);
+        drop(a);
+        w.close();
+        let log = AuditLog::open(dir.path(), "x").unwrap();
+        assert_eq!(log.size(), 3);
+        assert_eq!(log.checkpointed().0, 3, "closing signs a last checkpoint");
+    }
+
+    #[test]
+    fn records_that_gate_nothing_are_committed_without_a_leader() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, _w) = start(dir.path());
+        // Let the writer fall asleep with nothing queued: the record must wake it.
+        std::thread::sleep(STAY_AWAKE + Duration::from_millis(50));
+        a.record(&ev(0));
+        written(&a, 1);
+        assert_eq!(a.health().leader_commits.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_record_that_must_be_fsynced_goes_through_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, _w) = start(dir.path());
+        let seq = rt().block_on(a.commit(&ev(0), Durability::Disk)).unwrap();
+        assert_eq!(seq, 0);
+        assert_eq!(a.health().leader_commits.load(Ordering::Relaxed), 0);
+        assert_eq!(a.health().commits.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_leader_does_not_wait_for_another_process_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, _w) = start(dir.path());
+        let blocker = rusqlite::Connection::open(dir.path().join(crate::log::AUDIT_DB)).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        // One async thread: a leader that waited for the lock would hold it.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        #[allow(clippy::async_yields_async)] // the task is awaited after the lock is released
+        let pending = rt.block_on(async {
+            let a = a.clone();
+            let p = tokio::spawn(async move { a.commit(&ev(0), Durability::Process).await });
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            p
+        });
+        assert!(
+            !pending.is_finished(),
+            "committed through another process's lock?"
+        );
+        blocker.execute_batch("ROLLBACK").unwrap();
+        assert_eq!(rt.block_on(pending).unwrap().unwrap(), 0);
+        // The writer thread committed it, after the lock was released: the leader gave it
+        // up at once instead of waiting (had it waited, it would have committed it itself).
+        assert_eq!(a.health().leader_commits.load(Ordering::Relaxed), 0);
+        assert_eq!(a.health().failed.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn concurrent_callers_get_every_record_once_in_one_sequence() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, w) = start(dir.path());
+        let seqs: Vec<u64> = rt().block_on(async {
+            let mut set = tokio::task::JoinSet::new();
+            for t in 0..16i64 {
+                let a = a.clone();
+                set.spawn(async move {
+                    let mut seqs = Vec::new();
+                    for i in 0..100 {
+                        a.record(&ev(t * 1000 + i));
+                        let d = if i % 10 == 0 {
+                            Durability::Disk
+                        } else {
+                            Durability::Process
+                        };
+                        seqs.push(a.commit(&ev(t * 1000 + i), d).await.unwrap());
+                    }
+                    seqs
+                });
+            }
+            let mut all = Vec::new();
+            while let Some(s) = set.join_next().await {
+                all.extend(s.unwrap());
+            }
+            all
+        });
+        let mut sorted = seqs.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(
+            sorted.len(),
+            1600,
+            "every commit got its own sequence number"
+        );
+        assert!(sorted.iter().all(|&s| s < 3200));
+        drop(a);
+        w.close();
+        let log = AuditLog::open(dir.path(), "x").unwrap();
+        assert_eq!(log.size(), 3200);
     }
 }

@@ -5,7 +5,8 @@
 //! session set-up on the measured path) first straight at the upstream, then through Warden
 //! with the token and a DPoP proof per call. DPoP proofs are signed before the clock starts,
 //! so the figures show Warden's cost, not the client's signing. Reports p50/p99 latency and
-//! calls/s for both and the added latency.
+//! calls/s for both and the added latency. With `--proxy`, the same calls through a plain
+//! reverse proxy (nginx) too, so Warden's added latency can be set against a bare hop's.
 
 use std::time::Duration;
 
@@ -32,6 +33,10 @@ pub struct McpArgs {
     /// Extra header for the direct baseline (the upstream's credential), `Name: value`.
     #[arg(long)]
     direct_header: Option<String>,
+    /// A plain reverse proxy (e.g. nginx) in front of the same upstream, measured with the
+    /// direct baseline's headers: the yardstick for what any hop costs on this machine.
+    #[arg(long)]
+    proxy: Option<String>,
     /// The tool to call and its JSON arguments.
     #[arg(long, default_value = "read_contact")]
     tool: String,
@@ -173,6 +178,17 @@ pub fn mcp(args: &McpArgs) -> anyhow::Result<std::process::ExitCode> {
             args.seconds,
             vec![],
         )?;
+        let proxy = match &args.proxy {
+            Some(p) => Some(measure(
+                p,
+                &body,
+                &direct_headers,
+                clients,
+                args.seconds,
+                vec![],
+            )?),
+            None => None,
+        };
         // Enough single-use proofs for the warm-up and the run at the direct rate x 1.5.
         let per_client =
             ((direct.rate * (args.seconds + 1) as f64 * 1.5) as usize / clients).max(1000);
@@ -184,57 +200,110 @@ pub fn mcp(args: &McpArgs) -> anyhow::Result<std::process::ExitCode> {
             })
             .collect();
         let through = measure(&url, &body, &warden_headers, clients, args.seconds, proofs)?;
-        rows.push((clients, direct, through));
+        rows.push(Row {
+            clients,
+            direct,
+            proxy,
+            warden: through,
+        });
     }
     if args.json {
-        let out: Vec<_> = rows
-            .iter()
-            .map(|(c, d, w)| {
-                json!({"clients": c,
-                   "direct": {"calls_per_s": d.rate.round(), "p50_us": d.p50, "p99_us": d.p99, "calls": d.calls, "errors": d.errors},
-                   "warden": {"calls_per_s": w.rate.round(), "p50_us": w.p50, "p99_us": w.p99, "calls": w.calls, "errors": w.errors},
-                   "added_p50_us": i64::from(w.p50) - i64::from(d.p50),
-                   "added_p99_us": i64::from(w.p99) - i64::from(d.p99)})
-            })
-            .collect();
+        let out: Vec<_> = rows.iter().map(Row::json).collect();
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        let mut t = comfy_table::Table::new();
-        t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY)
-            .set_header([
-                "clients",
-                "direct calls/s",
-                "direct p50/p99 µs",
-                "Warden calls/s",
-                "Warden p50/p99 µs",
-                "added p50/p99 µs",
-                "errors",
-            ]);
-        for (c, d, w) in &rows {
-            t.add_row([
-                c.to_string(),
-                format!("{:.0}", d.rate),
-                format!("{} / {}", d.p50, d.p99),
-                format!("{:.0}", w.rate),
-                format!("{} / {}", w.p50, w.p99),
-                format!(
-                    "{} / {}",
-                    i64::from(w.p50) - i64::from(d.p50),
-                    i64::from(w.p99) - i64::from(d.p99)
-                ),
-                format!("{}", d.errors + w.errors),
-            ]);
-        }
         println!(
             "tools/call {}/{} direct vs through Warden ({} s each):",
             args.upstream, args.tool, args.seconds
         );
-        println!("{t}");
+        println!("{}", table(&rows));
     }
-    let errors: u64 = rows.iter().map(|(_, d, w)| d.errors + w.errors).sum();
+    let errors: u64 = rows.iter().map(Row::errors).sum();
     Ok(if errors == 0 {
         std::process::ExitCode::SUCCESS
     } else {
         std::process::ExitCode::FAILURE
     })
+}
+
+/// One concurrency level: direct, through the plain proxy (if asked), through Warden.
+struct Row {
+    clients: usize,
+    direct: Run,
+    proxy: Option<Run>,
+    warden: Run,
+}
+
+/// `a`'s latency minus `base`'s, p50 and p99.
+fn added(a: &Run, base: &Run) -> (i64, i64) {
+    (
+        i64::from(a.p50) - i64::from(base.p50),
+        i64::from(a.p99) - i64::from(base.p99),
+    )
+}
+
+impl Run {
+    fn json(&self) -> serde_json::Value {
+        json!({"calls_per_s": self.rate.round(), "p50_us": self.p50, "p99_us": self.p99,
+               "calls": self.calls, "errors": self.errors})
+    }
+}
+
+impl Row {
+    fn errors(&self) -> u64 {
+        self.direct.errors + self.warden.errors + self.proxy.as_ref().map_or(0, |p| p.errors)
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let (w50, w99) = added(&self.warden, &self.direct);
+        let mut v = json!({"clients": self.clients,
+            "direct": self.direct.json(), "warden": self.warden.json(),
+            "added_p50_us": w50, "added_p99_us": w99});
+        if let (Some(p), Some(o)) = (&self.proxy, v.as_object_mut()) {
+            let (p50, p99) = added(p, &self.direct);
+            o.insert("proxy".into(), p.json());
+            o.insert("proxy_added_p50_us".into(), p50.into());
+            o.insert("proxy_added_p99_us".into(), p99.into());
+        }
+        v
+    }
+}
+
+fn table(rows: &[Row]) -> comfy_table::Table {
+    let with_proxy = rows.iter().any(|r| r.proxy.is_some());
+    let mut header = vec!["clients", "direct calls/s", "direct p50/p99 µs"];
+    if with_proxy {
+        header.extend(["proxy calls/s", "proxy added p50/p99 µs"]);
+    }
+    header.extend([
+        "Warden calls/s",
+        "Warden p50/p99 µs",
+        "added p50/p99 µs",
+        "errors",
+    ]);
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY)
+        .set_header(header);
+    let pair = |(a, b): (i64, i64)| format!("{a} / {b}");
+    for r in rows {
+        let (d, w) = (&r.direct, &r.warden);
+        let mut cells = vec![
+            r.clients.to_string(),
+            format!("{:.0}", d.rate),
+            format!("{} / {}", d.p50, d.p99),
+        ];
+        if with_proxy {
+            match &r.proxy {
+                Some(p) => cells.extend([format!("{:.0}", p.rate), pair(added(p, d))]),
+                None => cells.extend(["-".to_owned(), "-".to_owned()]),
+            }
+        }
+        cells.extend([
+            format!("{:.0}", w.rate),
+            format!("{} / {}", w.p50, w.p99),
+            pair(added(w, d)),
+            r.errors().to_string(),
+        ]);
+        t.add_row(cells);
+    }
+    t
 }

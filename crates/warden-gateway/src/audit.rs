@@ -138,6 +138,9 @@ pub async fn metrics(axum::extract::State(a): axum::extract::State<Arc<Audit>>) 
          # HELP warden_audit_commits_total Group commits since start.\n\
          # TYPE warden_audit_commits_total counter\n\
          warden_audit_commits_total {}\n\
+         # HELP warden_audit_leader_commits_total Group commits made on a call's own thread, with no hand-off to the writer thread.\n\
+         # TYPE warden_audit_leader_commits_total counter\n\
+         warden_audit_leader_commits_total {}\n\
          # HELP warden_audit_write_failures_total Records that could not be written (their calls were refused).\n\
          # TYPE warden_audit_write_failures_total counter\n\
          warden_audit_write_failures_total {}\n\
@@ -152,6 +155,7 @@ pub async fn metrics(axum::extract::State(a): axum::extract::State<Arc<Audit>>) 
          warden_audit_log_size {}\n",
         h.written.load(Relaxed),
         h.commits.load(Relaxed),
+        h.leader_commits.load(Relaxed),
         h.failed.load(Relaxed),
         u8::from(h.failing.load(Relaxed)),
         h.checkpoints.load(Relaxed),
