@@ -77,4 +77,6 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 echo "warden RSS idle: $(rss)"
 "$bin" bench mcp --server http://127.0.0.1:18480 --direct http://127.0.0.1:18481/crm/mcp \
   --direct-header "Authorization: Bearer bench-upstream-secret" --seconds "$secs" "${proxy[@]}" "$@"
+# Who committed the audit records: calls on their own thread (leader) or the writer thread.
+curl -s http://127.0.0.1:18480/metrics | grep -E "^warden_audit_(records_written|commits|leader_commits)_total" || true
 echo "warden RSS after load: $(rss) (peak $(awk '/VmHWM/ {print $2 " kB"}' /proc/$wpid/status))"

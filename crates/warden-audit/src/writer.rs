@@ -109,10 +109,18 @@ struct Committer {
     last_checkpoint: Instant,
 }
 
+/// Records waiting for a committer.
+#[derive(Default)]
+struct Queue {
+    msgs: Vec<Msg>,
+    /// When the oldest waiting message was queued.
+    since: Option<Instant>,
+}
+
 /// What the callers and the writer thread share.
 struct Shared {
     committer: Mutex<Committer>,
-    queue: Mutex<Vec<Msg>>,
+    queue: Mutex<Queue>,
     /// The queue's length, read without its lock.
     queued: AtomicUsize,
     /// Set when a caller waits for the writer (not for a leader).
@@ -136,11 +144,14 @@ impl Shared {
     /// Queues `msg`; refuses when the queue is full (the disk has stalled).
     fn push(&self, msg: Msg) -> Result<(), AuditError> {
         let mut q = self.queue.lock().map_err(|_| AuditError::Stopped)?;
-        if q.len() >= QUEUE_CAPACITY {
+        if q.msgs.len() >= QUEUE_CAPACITY {
             return Err(AuditError::Full(QUEUE_CAPACITY));
         }
-        q.push(msg);
-        self.queued.store(q.len(), Ordering::Release);
+        if q.msgs.is_empty() {
+            q.since = Some(Instant::now());
+        }
+        q.msgs.push(msg);
+        self.queued.store(q.msgs.len(), Ordering::Release);
         Ok(())
     }
 
@@ -150,14 +161,20 @@ impl Shared {
         let Ok(mut q) = self.queue.lock() else {
             return Vec::new();
         };
-        let taken = if q.len() <= MAX_BATCH {
-            std::mem::take(&mut *q)
+        let taken = if q.msgs.len() <= MAX_BATCH {
+            q.since = None;
+            std::mem::take(&mut q.msgs)
         } else {
-            let rest = q.split_off(MAX_BATCH);
-            std::mem::replace(&mut *q, rest)
+            let rest = q.msgs.split_off(MAX_BATCH);
+            std::mem::replace(&mut q.msgs, rest)
         };
-        self.queued.store(q.len(), Ordering::Release);
+        self.queued.store(q.msgs.len(), Ordering::Release);
         taken
+    }
+
+    /// When the oldest waiting message was queued; `None` when nothing waits.
+    fn oldest(&self) -> Option<Instant> {
+        self.queue.lock().ok().and_then(|q| q.since)
     }
 }
 
@@ -226,7 +243,7 @@ impl Auditor {
                 lost: 0,
                 last_checkpoint: Instant::now(),
             }),
-            queue: Mutex::new(Vec::new()),
+            queue: Mutex::new(Queue::default()),
             queued: AtomicUsize::new(0),
             urgent: AtomicBool::new(false),
             idle: AtomicBool::new(false),
@@ -394,7 +411,11 @@ fn lead(
             }
         }
     };
-    // Someone who queued behind us while we held the log needs the writer.
+    // Someone who queued behind us while we held the log needs the writer; so does a
+    // checkpoint that has come due (signed off the call's path).
+    if checkpoint_due(sh, c) {
+        sh.urgent.store(true, Ordering::Release);
+    }
     if sh.urgent.load(Ordering::Acquire) {
         sh.wake_writer();
     }
@@ -405,30 +426,44 @@ fn lead(
 /// [`LAZY_COMMIT`], and signs checkpoints when due.
 fn run(sh: &Shared) {
     // Records left uncovered by a crash get their checkpoint now.
+    let mut checkpoint_at = Instant::now() + sh.policy.every;
     if let Ok(mut c) = sh.committer.lock() {
         checkpoint(&mut c, &sh.health);
     }
     let mut active = Instant::now();
     loop {
-        let closed = sh.closed.load(Ordering::Acquire);
-        if !closed && !sh.urgent.swap(false, Ordering::AcqRel) {
-            let due = sh.committer.lock().map_or(Duration::ZERO, |c| {
-                sh.policy.every.saturating_sub(c.last_checkpoint.elapsed())
-            });
-            let queued = sh.queued.load(Ordering::Acquire);
-            if queued > 0 {
-                active = Instant::now();
-            }
-            if queued == 0 && active.elapsed() >= STAY_AWAKE {
-                sh.idle.store(true, Ordering::Release);
-                // A record queued after the store above finds `idle` set and wakes us; one
-                // queued before it is seen here.
-                if sh.queued.load(Ordering::Acquire) == 0 {
-                    std::thread::park_timeout(due.max(Duration::from_millis(1)));
+        let now = Instant::now();
+        let urgent = sh.urgent.swap(false, Ordering::AcqRel);
+        if !urgent && !sh.closed.load(Ordering::Acquire) && now < checkpoint_at {
+            let until_checkpoint = checkpoint_at - now;
+            match sh.oldest() {
+                // Give a leader the chance to take them, but not for long.
+                Some(since)
+                    if since.elapsed() < LAZY_COMMIT
+                        && sh.queued.load(Ordering::Acquire) < MAX_BATCH =>
+                {
+                    active = now;
+                    std::thread::park_timeout(
+                        (LAZY_COMMIT - since.elapsed()).min(until_checkpoint),
+                    );
+                    continue;
                 }
-                sh.idle.store(false, Ordering::Release);
-            } else {
-                std::thread::park_timeout(LAZY_COMMIT.min(due).max(Duration::from_micros(100)));
+                Some(_) => active = now,
+                // Traffic just stopped: keep looking, so that no caller has to wake us.
+                None if active.elapsed() < STAY_AWAKE => {
+                    std::thread::park_timeout(LAZY_COMMIT.min(until_checkpoint));
+                    continue;
+                }
+                None => {
+                    sh.idle.store(true, Ordering::Release);
+                    // A record queued after the store above finds `idle` set and wakes us;
+                    // one queued before it is seen here.
+                    if sh.queued.load(Ordering::Acquire) == 0 {
+                        std::thread::park_timeout(until_checkpoint);
+                    }
+                    sh.idle.store(false, Ordering::Release);
+                    continue;
+                }
             }
         }
         let Ok(mut c) = sh.committer.lock() else {
@@ -437,16 +472,21 @@ fn run(sh: &Shared) {
         while sh.queued.load(Ordering::Acquire) > 0 {
             let _ = commit_batch(sh, &mut c, Batch::of(sh.take()), false);
         }
-        let due = c.log.size() - c.log.checkpointed().0 >= sh.policy.every_records
-            || c.last_checkpoint.elapsed() >= sh.policy.every;
-        if due {
+        if checkpoint_due(sh, &c) {
             checkpoint(&mut c, &sh.health);
         }
+        checkpoint_at = c.last_checkpoint + sh.policy.every;
         if sh.closed.load(Ordering::Acquire) && sh.queued.load(Ordering::Acquire) == 0 {
             checkpoint(&mut c, &sh.health);
             break;
         }
     }
+}
+
+/// Enough new records, or enough time, since the last signed checkpoint.
+fn checkpoint_due(sh: &Shared, c: &Committer) -> bool {
+    c.log.size() - c.log.checkpointed().0 >= sh.policy.every_records
+        || c.last_checkpoint.elapsed() >= sh.policy.every
 }
 
 /// Records taken from the queue for one transaction, with their waiters.
@@ -496,8 +536,9 @@ impl Batch {
             })
             .chain(self.flushes.into_iter().map(Msg::Flush));
         if let Ok(mut q) = sh.queue.lock() {
-            q.splice(0..0, msgs);
-            sh.queued.store(q.len(), Ordering::Release);
+            q.msgs.splice(0..0, msgs);
+            q.since = Some(Instant::now());
+            sh.queued.store(q.msgs.len(), Ordering::Release);
         }
     }
 }

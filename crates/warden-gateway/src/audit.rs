@@ -67,6 +67,19 @@ impl Audit {
         self.auditor.record(&Record::Decision(Box::new(r)));
     }
 
+    /// Queues `r` once the current task has yielded, so the answer it describes goes out
+    /// first: canonicalising a record is the largest part of recording it, and an outcome
+    /// gates nothing.
+    pub fn record_after_answer(&self, r: Record) {
+        let auditor = self.auditor.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move { auditor.record(&r) });
+            }
+            Err(_) => auditor.record(&r),
+        }
+    }
+
     /// Queues a lifecycle event.
     pub fn event(&self, e: EventRecord) {
         self.auditor.record(&Record::Event(e));

@@ -316,8 +316,7 @@ pub(crate) fn outcome(
     };
     s.authority
         .audit
-        .auditor
-        .record(&warden_audit::Record::Outcome(rec));
+        .record_after_answer(warden_audit::Record::Outcome(rec));
 }
 
 /// What to record if a kill cuts the answer to call `seq` while it streams: an outcome
