@@ -298,3 +298,32 @@ fn a_held_call_reports_progress_to_a_client_that_asks() {
         .unwrap();
     assert_eq!(reason_of(&r), "approval_timeout", "{r}");
 }
+
+/// AU-1: a client that gives up while its call is held leaves a decision record all the
+/// same — a deny with reason `client_gone` for that call — and nothing reaches the tool.
+#[test]
+fn a_held_call_whose_client_goes_away_is_recorded() {
+    let env = Env::start();
+    let before = env.stats().requests("finance");
+    let mut s = env
+        .session("assistant", "finance", &["transfer_funds"], "2026-07-28")
+        .with_timeout(Duration::from_millis(700));
+    let gave_up = s.call_tool("transfer_funds", json!({"amount": 7000, "to": "x"}));
+    assert!(gave_up.is_err(), "the call was held: {gave_up:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let gone = loop {
+        let found = events(&env).into_iter().find(|e| {
+            e["record"]["reason_id"] == "client_gone"
+                && e["record"]["resource"] == "finance/transfer_funds"
+        });
+        if let Some(e) = found {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "no record of the dropped call");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(gone["record"]["decision"], "deny", "{gone}");
+    assert_eq!(gone["record"]["action"], "call_tool", "{gone}");
+    assert_eq!(gone["record"]["agent"], "assistant", "{gone}");
+    assert_eq!(env.stats().requests("finance"), before);
+}

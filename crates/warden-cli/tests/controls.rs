@@ -286,3 +286,37 @@ when { context.limit_used >= 66 };
     assert_eq!(r["error"]["data"]["reason"], "policy_denied", "{r}");
     assert_eq!(r["error"]["data"]["policies"][0], "notes-near-cap", "{r}");
 }
+
+/// AU-1: a client that gives up while its call is being forwarded leaves an `aborted`
+/// outcome after the call's allow, so the trail says the answer never reached the agent.
+#[test]
+fn a_forwarded_call_whose_client_goes_away_gets_an_aborted_outcome() {
+    let env = Env::start();
+    let mut s = env
+        .session("assistant", "crm", &["export_contacts"], "2026-07-28")
+        .with_timeout(Duration::from_millis(700));
+    let gave_up = s.call_tool("export_contacts", json!({"seconds": 3}));
+    assert!(gave_up.is_err(), "the call was still running: {gave_up:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let aborted = loop {
+        let found = env.audit_records("outcome").into_iter().find(|o| {
+            o["record"]["resource"] == "crm/export_contacts" && o["record"]["status"] == "aborted"
+        });
+        if let Some(o) = found {
+            break o;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no outcome for the abandoned call"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // It completes the call's allow.
+    let allow = env
+        .audit_records("decision")
+        .into_iter()
+        .find(|d| d["seq"] == aborted["record"]["decision_seq"])
+        .expect("the decision the outcome points at");
+    assert_eq!(allow["record"]["resource"], "crm/export_contacts");
+    assert_eq!(allow["record"]["decision"], "allow");
+}

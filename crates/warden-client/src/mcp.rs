@@ -57,6 +57,7 @@ pub struct McpSession {
     session: Option<String>,
     next_id: i64,
     reason: Option<String>,
+    timeout: Option<std::time::Duration>,
 }
 
 /// The protocol versions this client speaks.
@@ -73,12 +74,20 @@ impl McpSession {
             session: None,
             next_id: 1,
             reason: None,
+            timeout: None,
         }
     }
 
     /// States a reason (`Warden-Reason` header) on the following requests.
     pub fn with_reason(mut self, reason: &str) -> Self {
         self.reason = Some(reason.to_owned());
+        self
+    }
+
+    /// Gives up on each following request after `t` (closing its connection), instead of
+    /// the agent's default.
+    pub fn with_timeout(mut self, t: std::time::Duration) -> Self {
+        self.timeout = Some(t);
         self
     }
 
@@ -112,6 +121,9 @@ impl McpSession {
         };
         if let Some(s) = &self.session {
             req = req.header("Mcp-Session-Id", s);
+        }
+        if let Some(t) = self.timeout {
+            req = req.config().timeout_global(Some(t)).build();
         }
         req
     }

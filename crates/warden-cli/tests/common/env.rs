@@ -138,15 +138,20 @@ impl Env {
     /// The audit trail's lifecycle events named `name` (as `warden audit query --json`
     /// lists them: `{"seq", "record": {...}}`), oldest first.
     pub fn audit_events(&self, name: &str) -> Vec<serde_json::Value> {
+        self.audit_records("event")
+            .into_iter()
+            .filter(|r| r["record"]["event"] == name)
+            .collect()
+    }
+
+    /// The audit trail's records of `kind` (`decision`, `outcome`, `event`), oldest first.
+    pub fn audit_records(&self, kind: &str) -> Vec<serde_json::Value> {
         let out = warden()
-            .args(["audit", "query", "--json", "--kind", "event", "--data-dir"])
+            .args(["audit", "query", "--json", "--kind", kind, "--data-dir"])
             .arg(self.data_dir())
             .output()
             .unwrap();
-        let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-        all.into_iter()
-            .filter(|r| r["record"]["event"] == name)
-            .collect()
+        serde_json::from_slice(&out.stdout).unwrap()
     }
 
     pub fn stats(&self) -> Arc<Stats> {

@@ -167,7 +167,7 @@ pub async fn post(
 ) -> Response {
     super::progress::serve(super::progress::accepts_sse(&headers), async move {
         let local = local.as_deref().map(Arc::as_ref);
-        let mut trail = Trail::new(SCOPE, local);
+        let mut trail = Trail::new(&s, SCOPE, local);
         let r = post_inner(&s, &mut trail, local, &headers, body).await;
         trail.finish(&s, &r);
         r
@@ -321,7 +321,7 @@ async fn post_inner(
                 }
             })
             .await;
-            trail::outcome(s, &caller, seq, &recorded_name, forwarded, &response);
+            trail::outcome(s, trail, &caller, seq, &recorded_name, forwarded, &response);
             response
         }
     }

@@ -484,7 +484,7 @@ pub async fn post_message(
 ) -> Response {
     progress::serve(progress::accepts_sse(&headers), async move {
         let local = local.as_deref().map(Arc::as_ref);
-        let mut trail = Trail::new(&server, local);
+        let mut trail = Trail::new(&s, &server, local);
         let r = post_inner(&s, &mut trail, local, &server, &headers, body).await;
         trail.finish(&s, &r);
         r
@@ -621,7 +621,7 @@ async fn post_inner(
     })
     .await;
     if let Some((seq, name)) = decided {
-        trail::outcome(s, &caller, seq, &name, forwarded, &answer);
+        trail::outcome(s, trail, &caller, seq, &name, forwarded, &answer);
     }
     answer
 }

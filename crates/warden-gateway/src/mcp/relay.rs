@@ -170,7 +170,7 @@ async fn relay_recorded(
     method: Method,
     headers: &HeaderMap,
 ) -> Response {
-    let mut trail = Trail::new(server, local);
+    let mut trail = Trail::new(s, server, local);
     trail.method(if method == Method::GET {
         "GET stream"
     } else {

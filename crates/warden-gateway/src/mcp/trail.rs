@@ -7,7 +7,11 @@
 //!   upstream answer follows as an `outcome` record;
 //! * anything else (a protocol method, a list call, or a request refused before any
 //!   policy was asked: no token, bad JSON, header mismatch, unknown session) is recorded
-//!   when its answer is ready ([`Trail::finish`]), from what the request showed so far.
+//!   when its answer is ready ([`Trail::finish`]), from what the request showed so far;
+//! * a request whose client goes away before its answer (the connection closes while the
+//!   call is held for approval, waits for its record, or is being forwarded) is recorded
+//!   when it is dropped: a `deny` with reason `client_gone` if nothing was recorded yet,
+//!   an `aborted` outcome if the call had been forwarded.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -43,10 +47,18 @@ pub(crate) struct Trail<'r> {
     claims: Option<Arc<AccessClaims>>,
     method: Option<String>,
     recorded: bool,
+    /// The action being decided, once known: what a dropped request is recorded as.
+    deciding: Option<(ActionKind, String)>,
+    /// A forwarded call whose outcome is not recorded yet: its decision's sequence number,
+    /// resource and when it was forwarded.
+    forwarded: Option<(u64, String, Instant)>,
+    /// Set by [`Trail::finish`]: nothing is left for the drop to record.
+    finished: bool,
+    authority: Arc<crate::oauth::Authority>,
 }
 
 impl<'r> Trail<'r> {
-    pub fn new(scope: &'r str, local: Option<&'r LocalBinding>) -> Self {
+    pub fn new(s: &McpState, scope: &'r str, local: Option<&'r LocalBinding>) -> Self {
         Self {
             started: Instant::now(),
             scope,
@@ -54,6 +66,10 @@ impl<'r> Trail<'r> {
             claims: None,
             method: None,
             recorded: false,
+            deciding: None,
+            forwarded: None,
+            finished: false,
+            authority: Arc::clone(&s.authority),
         }
     }
 
@@ -69,18 +85,24 @@ impl<'r> Trail<'r> {
         u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
-    /// Records the request unless its decision was recorded already: a refusal with the
-    /// reason the caller was given, or a protocol-level allow.
-    pub fn finish(self, s: &McpState, resp: &Response) {
-        if self.recorded {
-            return;
-        }
+    /// A record of this request with what it showed of its caller.
+    fn record(&self) -> warden_audit::DecisionRecord {
         let via = if self.claims.is_some() {
             self.via
         } else {
             "none"
         };
-        let mut r = audit::from_claims(self.claims.as_deref(), "mcp", via);
+        audit::from_claims(self.claims.as_deref(), "mcp", via)
+    }
+
+    /// Records the request unless its decision was recorded already: a refusal with the
+    /// reason the caller was given, or a protocol-level allow.
+    pub fn finish(mut self, s: &McpState, resp: &Response) {
+        self.finished = true;
+        if self.recorded {
+            return;
+        }
+        let mut r = self.record();
         r.action = self.method.clone().unwrap_or_else(|| "request".into());
         r.resource = self.scope.to_owned();
         match resp.extensions().get::<RefusedReason>() {
@@ -103,6 +125,49 @@ impl<'r> Trail<'r> {
     }
 }
 
+impl Drop for Trail<'_> {
+    /// The request was dropped before its answer: its client went away (or a kill cut it).
+    fn drop(&mut self) {
+        let audit = &self.authority.audit;
+        if let Some((seq, resource, since)) = self.forwarded.take() {
+            audit
+                .auditor
+                .record(&warden_audit::Record::Outcome(OutcomeRecord {
+                    time_ms: audit::now_ms(),
+                    decision_seq: seq,
+                    agent: self.claims.as_ref().map(|c| c.client_id.clone()),
+                    resource,
+                    status: "aborted".into(),
+                    http_status: None,
+                    latency_us: u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX),
+                    findings: Vec::new(),
+                }));
+        }
+        if self.finished || self.recorded {
+            return;
+        }
+        let mut r = self.record();
+        match self.deciding.take() {
+            Some((kind, resource)) => {
+                r.action = kind.as_str().to_owned();
+                r.resource = resource;
+            }
+            None => {
+                r.action = self.method.take().unwrap_or_else(|| "request".into());
+                r.resource = self.scope.to_owned();
+            }
+        }
+        r.decision = "deny".into();
+        r.reason_id = "client_gone".into();
+        r.reasons = vec![
+            "the client closed the connection before the answer; nothing was forwarded".into(),
+        ];
+        r.policy_version = self.authority.engine.snapshot().version().to_owned();
+        r.latency_us = self.latency_us();
+        audit.record(r);
+    }
+}
+
 /// Decides one action (token grant, then policy with the real arguments), writes its
 /// record, and for an allow waits until the record is as durable as the agent's autonomy
 /// level requires. `Ok` carries the allow and the record's sequence number; `Err` the
@@ -120,6 +185,7 @@ pub(crate) async fn decide_and_record(
     id: Option<&RequestId>,
 ) -> Result<(Decision, u64), Result<Refusal, Response>> {
     let resource = format!("{}/{name}", caller.upstream);
+    trail.deciding = Some((kind, resource.clone()));
     let agent = caller.claims.client_id.as_str();
     let breakers = &s.authority.breakers;
     let limits = &s.authority.limits;
@@ -245,7 +311,10 @@ pub(crate) async fn decide_and_record(
             let durability = audit.durability(caller.claims.autonomy);
             let rec = warden_audit::Record::Decision(Box::new(r));
             match audit.auditor.commit(&rec, durability).await {
-                Ok(seq) => Ok((d, seq)),
+                Ok(seq) => {
+                    trail.forwarded = Some((seq, resource, Instant::now()));
+                    Ok((d, seq))
+                }
                 Err(e) => {
                     tracing::error!(
                         target: "warden::audit",
@@ -269,12 +338,14 @@ pub(crate) async fn decide_and_record(
 /// Records what the upstream answered to the call whose decision is record `seq`.
 pub(crate) fn outcome(
     s: &McpState,
+    trail: &mut Trail<'_>,
     caller: &Caller<'_>,
     seq: u64,
     name: &str,
     forwarded: Instant,
     answer: &Response,
 ) {
+    trail.forwarded = None;
     let status = answer.status();
     let refused = answer.extensions().get::<RefusedReason>();
     let failed = refused.is_some_and(|r| r.0 == "upstream_failed");
