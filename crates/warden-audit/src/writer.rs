@@ -123,6 +123,8 @@ struct Shared {
     queue: Mutex<Queue>,
     /// The queue's length, read without its lock.
     queued: AtomicUsize,
+    /// Callers waiting for the writer's commit right now.
+    waiting: AtomicUsize,
     /// Set when a caller waits for the writer (not for a leader).
     urgent: AtomicBool,
     /// Set while the writer sleeps with nothing queued: the next record wakes it.
@@ -175,6 +177,22 @@ impl Shared {
     /// When the oldest waiting message was queued; `None` when nothing waits.
     fn oldest(&self) -> Option<Instant> {
         self.queue.lock().ok().and_then(|q| q.since)
+    }
+}
+
+/// Counts a caller waiting for the writer while it lives (dropped if the caller is).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::AcqRel);
+        Self(n)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -245,6 +263,7 @@ impl Auditor {
             }),
             queue: Mutex::new(Queue::default()),
             queued: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
             urgent: AtomicBool::new(false),
             idle: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -295,8 +314,11 @@ impl Auditor {
         if sh.closed.load(Ordering::Acquire) {
             return Err(AuditError::Stopped);
         }
-        // The leader path: the log is free and little is waiting, so commit here.
+        // The leader path: nobody else is waiting for a commit, the log is free and little
+        // is queued, so commit here. (Under load callers wait for the writer instead: its
+        // groups are larger, and a worker is not held for a commit.)
         let record = if durability == Durability::Process
+            && sh.waiting.load(Ordering::Acquire) == 0
             && sh.queued.load(Ordering::Acquire) <= LEADER_MAX_QUEUED
         {
             match sh.committer.try_lock() {
@@ -311,6 +333,7 @@ impl Auditor {
             record
         };
         let (ack, done) = oneshot::channel();
+        let _waiting = Waiting::new(&sh.waiting);
         sh.push(Msg::Record(Job {
             record,
             durability,
