@@ -466,8 +466,11 @@ fn run(sh: &Shared) {
                         && sh.queued.load(Ordering::Acquire) < MAX_BATCH =>
                 {
                     active = now;
+                    // `elapsed` has moved on since the guard: saturate, never underflow.
                     std::thread::park_timeout(
-                        (LAZY_COMMIT - since.elapsed()).min(until_checkpoint),
+                        LAZY_COMMIT
+                            .saturating_sub(since.elapsed())
+                            .min(until_checkpoint),
                     );
                     continue;
                 }
@@ -493,7 +496,11 @@ fn run(sh: &Shared) {
             break; // a caller panicked mid-commit: stop; waiting callers are refused
         };
         while sh.queued.load(Ordering::Acquire) > 0 {
-            let _ = commit_batch(sh, &mut c, Batch::of(sh.take()), false);
+            let msgs = sh.take();
+            if msgs.is_empty() {
+                break; // the queue's lock is poisoned: nothing can be taken, don't spin
+            }
+            let _ = commit_batch(sh, &mut c, Batch::of(msgs), false);
         }
         if checkpoint_due(sh, &c) {
             checkpoint(&mut c, &sh.health);
