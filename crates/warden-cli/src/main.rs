@@ -9,6 +9,7 @@ mod bench_mcp;
 mod breakers_cmd;
 mod config_cmd;
 mod demo;
+mod inspect_cmd;
 mod keys_cmd;
 mod kill_cmd;
 mod mcp_cmd;
@@ -75,6 +76,8 @@ enum Command {
     /// Be a stdio MCP server for a desktop client: launch an MCP server and mediate every
     /// call to it as one agent (its key proves who), with the same policies and store.
     McpStdio(mcp_stdio::McpStdioArgs),
+    /// Scan content offline for prompt injection, tool poisoning, secrets and personal data.
+    Inspect(inspect_cmd::InspectArgs),
     /// Load drivers for measuring a running Warden.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
         Command::Config(cmd) => config_cmd::run(cmd),
         Command::Policy(cmd) => policy_cmd::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Inspect(args) => inspect_cmd::run(args),
         Command::Agent(args) => agent_cmd::run(args),
         Command::Keys(cmd) => keys_cmd::run(cmd),
         Command::Mcp(cmd) => mcp_cmd::run(cmd),

@@ -1,0 +1,448 @@
+//! Warden's content inspection (IO-1, IO-2, IO-4): what flows through the gateway in either
+//! direction is scanned for instructions addressed to the model (prompt injection), for
+//! secrets and personal data (data-leak prevention) and, in tool descriptions, for tool
+//! poisoning. Synchronous, no I/O, no allocation for clean plain-ASCII input beyond the report.
+//!
+//! The pipeline for one text:
+//! 1. [`normalize`] decodes the carrier (escapes, entities, percent-encoding, invisible and
+//!    tag characters, look-alike letters, compatibility forms, base64 runs) and keeps a map
+//!    back to the original offsets.
+//! 2. One Aho-Corasick pass over the normalised text finds the cue words of every rule, and
+//!    one byte pass finds runs of digits; only the rules whose cue occurred run their pattern.
+//! 3. DLP matches must pass their rule's check (Luhn, mod-97, entropy …).
+//! 4. The statistical [`Model`] scores the most suspicious window of words.
+//! 5. The injection score is the noisy-OR of the strongest finding of each rule.
+//!
+//! Detection is advisory (SPEC IO-1): the findings go to policy, which decides.
+
+mod dlp;
+mod injection;
+mod model;
+pub mod normalize;
+mod report;
+
+use std::ops::Range;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex::bytes::{Regex, RegexBuilder};
+
+pub use dlp::rules as dlp_rules;
+pub use model::{Model, ModelError};
+pub use normalize::Normalised;
+pub use report::{DlpMatch, Finding, Report};
+
+/// Score from which content counts as an injection by default.
+pub const DEFAULT_THRESHOLD: f32 = 0.5;
+
+/// Matches reported per rule and text: enough to show the pattern, bounded work.
+const MAX_MATCHES_PER_RULE: usize = 16;
+/// Bytes around a run of digits in which the numeric rules look (an IBAN's country code and
+/// letters sit before its first long digit group).
+const DIGIT_WINDOW_MARGIN: usize = 40;
+
+/// What a text is, which decides the rules that apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Content flowing to the agent: a tool result, a resource, a prompt, another agent's
+    /// message.
+    ToolResult,
+    /// An argument the agent sends.
+    Argument,
+    /// An upstream tool's description (tool-poisoning checks apply).
+    ToolDescription,
+}
+
+impl Kind {
+    /// The name used in JSON and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ToolResult => "tool_result",
+            Self::Argument => "argument",
+            Self::ToolDescription => "tool_description",
+        }
+    }
+}
+
+impl std::str::FromStr for Kind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "tool_result" => Ok(Self::ToolResult),
+            "argument" => Ok(Self::Argument),
+            "tool_description" => Ok(Self::ToolDescription),
+            other => Err(format!(
+                "unknown kind `{other}`: expected tool_result, argument or tool_description"
+            )),
+        }
+    }
+}
+
+/// The kind of an injection or poisoning finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    /// "Ignore previous instructions", "new instructions:", text addressed to the AI.
+    InstructionOverride,
+    /// Chat-template and role markers: `<|im_start|>`, `[INST]`, `### System`.
+    RoleMarker,
+    /// "You are now…", developer mode, pretend to be.
+    Persona,
+    /// Asks for the system prompt or instructions.
+    PromptLeak,
+    /// Tells the model to hide what it does from the user.
+    Concealment,
+    /// Data sent out: Markdown images with data in the URL, "send the contacts to…".
+    Exfiltration,
+    /// Steers the agent to call a tool.
+    ToolSteering,
+    /// Invisible text: tag characters, zero-width or bidi controls, HTML comments aimed at
+    /// the model, look-alike letters.
+    HiddenText,
+    /// The statistical model's judgement.
+    Statistical,
+    /// A tool description that tells the model how to use *other* tools.
+    CrossToolReference,
+    /// A tool description that asks for secrets or credential files.
+    SecretReference,
+    /// A tool description that tells the model to act without confirmation.
+    SkipConfirmation,
+}
+
+/// The kind of a DLP match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataClass {
+    /// Credentials, keys, tokens.
+    Secret,
+    /// Personal data.
+    Pii,
+}
+
+/// What a cue word switches on.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Injection(usize),
+    Dlp(usize),
+}
+
+/// The compiled rule set and model. Build once, share (`Send + Sync`), call
+/// [`Inspector::inspect`] from any thread.
+#[derive(Debug)]
+pub struct Inspector {
+    cues: AhoCorasick,
+    targets: Vec<Vec<Target>>,
+    injection: Vec<Regex>,
+    dlp: Vec<Regex>,
+    model: Model,
+    threshold: f32,
+}
+
+/// Why the inspector could not be built (a rule or the model is broken: a bug, not input).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A rule's pattern does not compile.
+    #[error("rule {rule}: {source}")]
+    Pattern {
+        /// The rule.
+        rule: &'static str,
+        /// The regex error.
+        source: regex::Error,
+    },
+    /// The cue automaton could not be built.
+    #[error("cue automaton: {0}")]
+    Cues(#[from] aho_corasick::BuildError),
+    /// The model file is broken.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+fn compile(rule: &'static str, pattern: &str, case_insensitive: bool) -> Result<Regex, BuildError> {
+    RegexBuilder::new(pattern)
+        .unicode(false)
+        .case_insensitive(case_insensitive)
+        .size_limit(1 << 23)
+        .build()
+        .map_err(|source| BuildError::Pattern { rule, source })
+}
+
+impl Inspector {
+    /// The built-in rules and the embedded model.
+    pub fn new() -> Result<Self, BuildError> {
+        Self::with_model(Model::embedded()?)
+    }
+
+    /// The built-in rules with another model.
+    pub fn with_model(model: Model) -> Result<Self, BuildError> {
+        let mut words: Vec<&'static str> = Vec::new();
+        let mut targets: Vec<Vec<Target>> = Vec::new();
+        let mut add = |cue: &'static str, t: Target| {
+            let lower = cue.to_ascii_lowercase();
+            match words.iter().position(|w| w.eq_ignore_ascii_case(&lower)) {
+                Some(i) => {
+                    if let Some(list) = targets.get_mut(i) {
+                        list.push(t);
+                    }
+                }
+                None => {
+                    words.push(cue);
+                    targets.push(vec![t]);
+                }
+            }
+        };
+        for (i, r) in injection::RULES.iter().enumerate() {
+            let injection::Trigger::Cues(cues) = r.trigger;
+            for c in cues {
+                add(c, Target::Injection(i));
+            }
+        }
+        for (i, r) in dlp::RULES.iter().enumerate() {
+            if let dlp::Trigger::Cues(cues) = r.trigger {
+                for c in cues {
+                    add(c, Target::Dlp(i));
+                }
+            }
+        }
+        let cues = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .build(&words)?;
+        let injection = injection::RULES
+            .iter()
+            .map(|r| compile(r.id, r.pattern, true))
+            .collect::<Result<_, _>>()?;
+        let dlp = dlp::RULES
+            .iter()
+            .map(|r| compile(r.id, r.pattern, false))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            cues,
+            targets,
+            injection,
+            dlp,
+            model,
+            threshold: DEFAULT_THRESHOLD,
+        })
+    }
+
+    /// Sets the score from which a report counts as an injection.
+    pub fn with_threshold(mut self, threshold: f32) -> Self {
+        self.threshold = threshold.clamp(0.0, 1.0);
+        self
+    }
+
+    /// The score from which a report counts as an injection.
+    pub fn threshold(&self) -> f32 {
+        self.threshold
+    }
+
+    /// Inspects one text.
+    pub fn inspect(&self, text: &str, kind: Kind) -> Report {
+        let n = Normalised::new(text);
+        let mut report = Report::new(kind, self.threshold);
+        self.scan(n.text(), kind, &mut report, &|r| n.original(r), true);
+        for d in &n.decoded {
+            let span = d.span.clone();
+            let before = report.findings.len();
+            self.scan(&d.text, kind, &mut report, &|_| span.clone(), false);
+            for f in report.findings.get_mut(before..).unwrap_or_default() {
+                f.encoded = true;
+            }
+        }
+        signals(&n.signals, kind, &mut report);
+        report.finish(text);
+        report
+    }
+
+    fn scan(
+        &self,
+        text: &str,
+        kind: Kind,
+        report: &mut Report,
+        original: &dyn Fn(Range<usize>) -> Range<usize>,
+        with_dlp: bool,
+    ) {
+        let bytes = text.as_bytes();
+        let mut injection_on = [false; 64];
+        let mut dlp_on = [false; 64];
+        for m in self.cues.find_overlapping_iter(bytes) {
+            for t in self
+                .targets
+                .get(m.pattern().as_usize())
+                .map_or(&[][..], Vec::as_slice)
+            {
+                match *t {
+                    Target::Injection(i) => injection_on.get_mut(i).map(|f| *f = true),
+                    Target::Dlp(i) => dlp_on.get_mut(i).map(|f| *f = true),
+                };
+            }
+        }
+        for ((rule, re), on) in injection::RULES
+            .iter()
+            .zip(&self.injection)
+            .zip(injection_on)
+        {
+            if !on || !rule.applies_to(kind) {
+                continue;
+            }
+            for m in re.find_iter(bytes).take(MAX_MATCHES_PER_RULE) {
+                report.findings.push(Finding::new(
+                    rule.category,
+                    rule.id,
+                    rule.score,
+                    original(m.range()),
+                ));
+            }
+        }
+        let (score, window) = self.model.score(text);
+        if score >= self.threshold * 0.6 {
+            report.findings.push(Finding::new(
+                Category::Statistical,
+                "model",
+                score,
+                original(window),
+            ));
+        }
+        if !with_dlp {
+            return;
+        }
+        let windows = digit_windows(bytes);
+        for ((rule, re), on) in dlp::RULES.iter().zip(&self.dlp).zip(dlp_on) {
+            match rule.trigger {
+                dlp::Trigger::Cues(_) if on => {
+                    self.dlp_matches(rule, re, bytes, 0, report, original)
+                }
+                dlp::Trigger::Cues(_) => {}
+                dlp::Trigger::Digits(k) => {
+                    for w in windows.iter().filter(|w| w.digits >= k) {
+                        if let Some(slice) = bytes.get(w.range.clone()) {
+                            self.dlp_matches(rule, re, slice, w.range.start, report, original);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn dlp_matches(
+        &self,
+        rule: &dlp::Rule,
+        re: &Regex,
+        bytes: &[u8],
+        offset: usize,
+        report: &mut Report,
+        original: &dyn Fn(Range<usize>) -> Range<usize>,
+    ) {
+        for caps in re.captures_iter(bytes).take(MAX_MATCHES_PER_RULE) {
+            let value = if rule.group == 0 {
+                caps.get(0)
+            } else {
+                (rule.group..caps.len()).find_map(|g| caps.get(g))
+            };
+            let Some(value) = value else { continue };
+            if !(rule.check)(value.as_bytes()) {
+                continue;
+            }
+            let span = original(offset + value.start()..offset + value.end());
+            report
+                .dlp
+                .push(DlpMatch::new(rule.id, rule.class, span, rule.keep));
+        }
+    }
+}
+
+/// Concealment traces the normaliser undid, as findings.
+fn signals(s: &normalize::Signals, kind: Kind, report: &mut Report) {
+    let Some(span) = s.span.clone() else { return };
+    let description = kind == Kind::ToolDescription;
+    if s.tag_chars > 0 {
+        report.findings.push(Finding::new(
+            Category::HiddenText,
+            "tag_characters",
+            0.9,
+            span.clone(),
+        ));
+    }
+    if s.invisible + s.bidi > 0 {
+        // Zero-width characters turn up in pasted web text; in a tool description there is
+        // no reason for them.
+        let score = if description {
+            0.9
+        } else if s.invisible + s.bidi >= 3 {
+            0.45
+        } else {
+            0.3
+        };
+        report.findings.push(Finding::new(
+            Category::HiddenText,
+            "invisible_characters",
+            score,
+            span.clone(),
+        ));
+    }
+    if s.homoglyphs > 0 {
+        let score = if s.homoglyphs >= 2 || description {
+            0.6
+        } else {
+            0.3
+        };
+        report.findings.push(Finding::new(
+            Category::HiddenText,
+            "homoglyphs",
+            score,
+            span,
+        ));
+    }
+}
+
+/// A stretch of the text around a run of digits, for the numeric DLP rules.
+#[derive(Debug)]
+struct DigitWindow {
+    range: Range<usize>,
+    /// The most digits in one run inside it.
+    digits: usize,
+}
+
+/// Runs of digits (with the separators numbers are written with), widened by a margin and
+/// merged where they overlap. Runs of fewer than 6 digits (years, amounts) are skipped.
+fn digit_windows(bytes: &[u8]) -> Vec<DigitWindow> {
+    let mut out: Vec<DigitWindow> = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let Some(start) = bytes
+            .get(i..)
+            .and_then(|r| r.iter().position(u8::is_ascii_digit))
+        else {
+            break;
+        };
+        let start = i + start;
+        let mut end = start;
+        let mut digits = 0;
+        while let Some(&b) = bytes.get(end) {
+            if b.is_ascii_digit() {
+                digits += 1;
+            } else if !matches!(b, b' ' | b'-' | b'.' | b'(' | b')' | b'/') {
+                break;
+            }
+            end += 1;
+        }
+        i = end.max(start + 1);
+        if digits < 6 {
+            continue;
+        }
+        let range =
+            start.saturating_sub(DIGIT_WINDOW_MARGIN)..(end + DIGIT_WINDOW_MARGIN).min(bytes.len());
+        match out.last_mut() {
+            Some(last) if last.range.end >= range.start => {
+                last.range.end = range.end;
+                last.digits = last.digits.max(digits);
+            }
+            _ => out.push(DigitWindow { range, digits }),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
