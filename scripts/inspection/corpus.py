@@ -159,6 +159,26 @@ TRIGGER_SENTENCES = [
 ]
 
 
+# Benign instructions addressed to people (recipes, policies, how-tos): imperative mood is not
+# an attack. Training only; built from parts so the model sees the mood, not the sentences.
+VERBS = ["Please submit", "Remember to update", "Make sure you check", "You must sign", "Always lock",
+         "Do not forget to send", "Be sure to review", "Kindly return", "Never share", "You should back up",
+         "Click Save to keep", "Select Export to download", "Preheat the oven before adding", "Stir gently and add",
+         "Call the front desk to book", "Use the side entrance to reach", "Run the installer to update",
+         "Ignore the first reading of", "Forget the old login for", "Follow the signs to find"]
+OBJECTS = ["your timesheet", "the expense report", "the visitor badge", "the shared calendar", "your laptop",
+           "the quarterly figures", "the meeting room", "the invoice", "your password", "the project files",
+           "the butter", "the meeting notes", "the printer settings", "the new policy", "the parking pass",
+           "the onboarding checklist", "the thermometer", "the safety goggles", "the customer record", "the contract"]
+TAILS = ["by Friday.", "before you leave.", "every morning.", "as described in the handbook.", "with your manager.",
+         "after each use.", "when the light turns green.", "for the audit.", "on the intranet.", "at least once a week."]
+
+
+def imperatives(rng: random.Random, n: int) -> list[str]:
+    return [" ".join(f"{rng.choice(VERBS)} {rng.choice(OBJECTS)} {rng.choice(TAILS)}" for _ in range(rng.randint(1, 3)))
+            for _ in range(n)]
+
+
 def sentences(c: Corpus, split: str, rng: random.Random, k: int) -> str:
     pool = c.claims[split]
     trig = TRIGGER_SENTENCES[0::2] if split == "train" else TRIGGER_SENTENCES[1::2]

@@ -100,28 +100,24 @@ def main() -> None:
         return sum(r["flagged"] for r in rows) / max(1, len(rows))
 
     results = {}
+
+    def table(sets, fmt):
+        for s in sets:
+            rows = [r for r in items if r["set"] == s]
+            by = collections.defaultdict(list)
+            for r in rows:
+                by[r["family"]].append(r)
+            for fam in sorted(by):
+                print(f"| {s} | {fam} | {len(by[fam])} | {rate(by[fam]):{fmt}} |")
+            print(f"| **{s}** | **all** | **{len(rows)}** | **{rate(rows):{fmt}}** |")
+            results[s] = rate(rows)
+
     print("## Injected tool outputs (held-out families, instructions and carriers)\n")
     print("| set | attack family | n | recall |\n|---|---|---:|---:|")
-    for s in ["indirect", "obfuscated"]:
-        rows = [r for r in items if r["set"] == s]
-        by = collections.defaultdict(list)
-        for r in rows:
-            by[r["family"]].append(r)
-        for fam in sorted(by):
-            print(f"| {s} | {fam} | {len(by[fam])} | {rate(by[fam]):.1%} |")
-        print(f"| **{s}** | **all** | **{len(rows)}** | **{rate(rows):.1%}** |")
-        results[s] = rate(rows)
+    table(["indirect", "obfuscated"], ".1%")
     print("\n## False positives on benign content\n")
     print("| set | source | n | false-positive rate |\n|---|---|---:|---:|")
-    for s in ["benign", "trigger"]:
-        rows = [r for r in items if r["set"] == s]
-        by = collections.defaultdict(list)
-        for r in rows:
-            by[r["family"]].append(r)
-        for fam in sorted(by):
-            print(f"| {s} | {fam} | {len(by[fam])} | {rate(by[fam]):.2%} |")
-        print(f"| **{s}** | **all** | **{len(rows)}** | **{rate(rows):.2%}** |")
-        results[s] = rate(rows)
+    table(["benign", "trigger"], ".2%")
     d = [r for r in items if r["set"] == "direct"]
     tp = sum(r["flagged"] for r in d if r["label"]) / max(1, sum(r["label"] for r in d))
     fp = sum(r["flagged"] for r in d if not r["label"]) / max(1, sum(1 - r["label"] for r in d))

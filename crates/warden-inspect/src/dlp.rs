@@ -33,7 +33,12 @@ pub(crate) struct Rule {
     pub check: fn(&[u8]) -> bool,
     /// Characters of the value left readable at the start and the end when masked.
     pub keep: (usize, usize),
+    /// How far a match can start before its cue and end after it (bytes).
+    pub reach: (usize, usize),
 }
+
+/// Keyword, separator and a long token on either side.
+const REACH: (usize, usize) = (64, 320);
 
 fn any(_: &[u8]) -> bool {
     true
@@ -54,6 +59,7 @@ pub(crate) const RULES: &[Rule] = &[
         group: 0,
         check: not_example,
         keep: (4, 0),
+        reach: REACH,
     },
     Rule {
         id: "aws_secret_access_key",
@@ -63,6 +69,7 @@ pub(crate) const RULES: &[Rule] = &[
         group: 1,
         check: high_entropy_40,
         keep: (0, 0),
+        reach: REACH,
     },
     Rule {
         id: "github_token",
@@ -72,6 +79,7 @@ pub(crate) const RULES: &[Rule] = &[
         group: 0,
         check: not_example,
         keep: (4, 0),
+        reach: REACH,
     },
     Rule {
         id: "gitlab_token",
@@ -81,6 +89,7 @@ pub(crate) const RULES: &[Rule] = &[
         group: 0,
         check: not_example,
         keep: (6, 0),
+        reach: REACH,
     },
     Rule {
         id: "slack_token",
@@ -90,6 +99,7 @@ pub(crate) const RULES: &[Rule] = &[
         group: 0,
         check: not_example,
         keep: (5, 0),
+        reach: REACH,
     },
     Rule {
         id: "stripe_key",
@@ -99,6 +109,7 @@ pub(crate) const RULES: &[Rule] = &[
         group: 0,
         check: not_example,
         keep: (8, 0),
+        reach: REACH,
     },
     Rule {
         id: "google_api_key",
@@ -108,6 +119,7 @@ pub(crate) const RULES: &[Rule] = &[
         group: 0,
         check: not_example,
         keep: (4, 0),
+        reach: REACH,
     },
     Rule {
         id: "llm_api_key",
@@ -117,6 +129,7 @@ pub(crate) const RULES: &[Rule] = &[
         group: 0,
         check: high_entropy_token,
         keep: (3, 0),
+        reach: REACH,
     },
     Rule {
         id: "private_key",
@@ -126,6 +139,7 @@ pub(crate) const RULES: &[Rule] = &[
         group: 0,
         check: any,
         keep: (0, 0),
+        reach: (48, 16 * 1024),
     },
     Rule {
         id: "jwt",
@@ -135,6 +149,7 @@ pub(crate) const RULES: &[Rule] = &[
         group: 0,
         check: any,
         keep: (3, 0),
+        reach: (0, 8 * 1024),
     },
     Rule {
         id: "connection_string",
@@ -144,6 +159,7 @@ pub(crate) const RULES: &[Rule] = &[
         group: 1,
         check: not_placeholder,
         keep: (0, 0),
+        reach: REACH,
     },
     Rule {
         id: "bearer_token",
@@ -153,6 +169,7 @@ pub(crate) const RULES: &[Rule] = &[
         group: 1,
         check: high_entropy_token,
         keep: (0, 0),
+        reach: REACH,
     },
     Rule {
         id: "credential_assignment",
@@ -172,6 +189,7 @@ pub(crate) const RULES: &[Rule] = &[
         group: 1,
         check: credential_value,
         keep: (0, 0),
+        reach: REACH,
     },
     // ---- personal data ------------------------------------------------------------------
     Rule {
@@ -182,6 +200,7 @@ pub(crate) const RULES: &[Rule] = &[
         group: 0,
         check: card_number,
         keep: (0, 4),
+        reach: REACH,
     },
     Rule {
         id: "iban",
@@ -191,6 +210,7 @@ pub(crate) const RULES: &[Rule] = &[
         group: 0,
         check: iban,
         keep: (4, 0),
+        reach: REACH,
     },
     Rule {
         id: "us_ssn",
@@ -200,6 +220,7 @@ pub(crate) const RULES: &[Rule] = &[
         group: 0,
         check: ssn,
         keep: (0, 0),
+        reach: REACH,
     },
     Rule {
         id: "es_dni",
@@ -209,6 +230,7 @@ pub(crate) const RULES: &[Rule] = &[
         group: 0,
         check: dni,
         keep: (0, 0),
+        reach: REACH,
     },
     Rule {
         id: "uk_nino",
@@ -218,6 +240,7 @@ pub(crate) const RULES: &[Rule] = &[
         group: 0,
         check: nino,
         keep: (0, 0),
+        reach: REACH,
     },
     Rule {
         id: "email_address",
@@ -227,6 +250,7 @@ pub(crate) const RULES: &[Rule] = &[
         group: 0,
         check: any,
         keep: (1, 0),
+        reach: REACH,
     },
     Rule {
         id: "phone_number",
@@ -236,6 +260,7 @@ pub(crate) const RULES: &[Rule] = &[
         group: 1,
         check: phone,
         keep: (0, 2),
+        reach: REACH,
     },
 ];
 

@@ -24,9 +24,20 @@ pub(crate) struct Rule {
     pub pattern: &'static str,
     /// Only for tool descriptions.
     pub descriptions_only: bool,
+    /// How far a match can start before its cue word and end after it (bytes): the pattern
+    /// runs only on that stretch around each cue.
+    pub reach: (usize, usize),
 }
 
+/// Enough for the longest phrasing of most rules on either side of its cue.
+const DEFAULT_REACH: (usize, usize) = (240, 420);
+
 impl Rule {
+    const fn with_reach(mut self, back: usize, forward: usize) -> Self {
+        self.reach = (back, forward);
+        self
+    }
+
     pub(crate) fn applies_to(&self, kind: Kind) -> bool {
         !self.descriptions_only || kind == Kind::ToolDescription
     }
@@ -46,9 +57,11 @@ const fn rule(
         trigger: Trigger::Cues(cues),
         pattern,
         descriptions_only: false,
+        reach: DEFAULT_REACH,
     }
 }
 
+/// A rule for tool descriptions only (IO-4).
 const fn description_rule(
     id: &'static str,
     category: Category,
@@ -56,14 +69,9 @@ const fn description_rule(
     cues: &'static [&'static str],
     pattern: &'static str,
 ) -> Rule {
-    Rule {
-        id,
-        category,
-        score,
-        trigger: Trigger::Cues(cues),
-        pattern,
-        descriptions_only: true,
-    }
+    let mut r = rule(id, category, score, cues, pattern);
+    r.descriptions_only = true;
+    r
 }
 
 /// The rules, in the order their findings are reported.
@@ -144,21 +152,30 @@ pub(crate) const RULES: &[Rule] = &[
         ),
     ),
     rule(
-        "persona_switch",
+        "persona_jailbreak",
         Category::Persona,
-        0.8,
-        &[
-            "now", "pretend", "mode", "jailbr", "longer", "act", "behave", "respond",
-        ],
+        0.85,
+        &["mode", "jailbr", "longer", "anything", "act", "behave", "respond", "unrestricted", "unfiltered"],
         concat!(
-            r"\byou\s+are\s+now\s+(an?\s+|in\s+|the\s+)?\w+",
-            r"|\bfrom\s+now\s+on\b[\s,]+(you|your|the\s+assistant|respond|reply|answer|always|never|only|ignore|act)",
-            r"|\b(act|behave|respond)\s+as\s+(an?\s+)?(unrestricted|unfiltered|uncensored|jailbroken|evil|dan\b|different|new)",
-            r"|\bpretend\s+(to\s+be|you\s+are|that\s+you)\b",
-            r"|\b(developer|god|admin|debug|jailbreak|dan)\s+mode\b",
+            r"\b(act|behave|respond)\s+as\s+(an?\s+)?(unrestricted|unfiltered|uncensored|jailbroken|evil|dan\b)",
+            r"|\b(developer|god|admin|debug|jailbreak|dan|unrestricted|unfiltered)\s+mode\s+(is\s+)?(on|enabled|activated|now)\b",
+            r"|\b(enable|enter|activate|switch\s+to)\s+(developer|god|jailbreak|dan|unrestricted|unfiltered)\s+mode\b",
             r"|\bdo\s+anything\s+now\b|\bjailbr(eak|oken)\b",
             r"|\byou\s+(are|have)\s+no\s+longer\s+(bound|restricted|limited|an?\s+ai)",
-            r"|\bno\s+longer\s+(bound|restricted|limited)\s+by\b"
+            r"|\bno\s+longer\s+(bound|restricted|limited)\s+by\s+(any|your|the)\s+(rules|guidelines|policies|restrictions|instructions)"
+        ),
+    ),
+    // Common in ordinary text too ("from now on, the office closes at six"): weak alone,
+    // decisive together with another signal.
+    rule(
+        "persona_switch",
+        Category::Persona,
+        0.35,
+        &["now", "pretend", "roleplay", "role-play"],
+        concat!(
+            r"\byou\s+are\s+now\s+(an?\s+|in\s+|the\s+)?\w+",
+            r"|\bfrom\s+now\s+on\b[\s,]+(you|your|the\s+assistant|respond|reply|answer|ignore|act)",
+            r"|\bpretend\s+(to\s+be|you\s+are|that\s+you)\b|\brole-?play\s+as\b"
         ),
     ),
     rule(
@@ -175,8 +192,9 @@ pub(crate) const RULES: &[Rule] = &[
         ],
         concat!(
             r"\b(reveal|print|show|repeat|output|leak|disclose|display|dump|echo|recite|spell\s+out|write\s+out|tell\s+me|give\s+me|share|copy|paste|translate)\s+",
-            r"(me\s+|us\s+)?(back\s+)?(all\s+|verbatim\s+|exactly\s+)?(of\s+)?(your|the|its|my)\s+(entire\s+|full\s+|complete\s+|exact\s+)?",
-            r"(system\s+|initial\s+|original\s+|hidden\s+|secret\s+|internal\s+|previous\s+|pre-?)*(prompts?|instructions|configuration|rules|context\s+window)\b",
+            r"(me\s+|us\s+)?(back\s+)?(all\s+|verbatim\s+|exactly\s+)?(of\s+)?",
+            r"(your\s+(entire\s+|full\s+|complete\s+|exact\s+)?(system\s+|initial\s+|original\s+|hidden\s+|secret\s+|internal\s+|pre-?)*(prompts?|instructions|configuration|rules|context\s+window)",
+            r"|(the|its)\s+(entire\s+|full\s+|complete\s+|exact\s+)?(system|initial|original|hidden|secret|internal|developer)\s+(prompts?|instructions|message))\b",
             r"|\b(what|which)\s+(is|are|were)\s+your\s+(system\s+|initial\s+|original\s+|hidden\s+)+(prompts?|instructions)\b",
             r"|\bwords\s+(above|before)\s+(this|the)\s+(line|message|text)\b"
         ),
@@ -244,7 +262,8 @@ pub(crate) const RULES: &[Rule] = &[
         0.7,
         &["<!--"],
         r"<!--[^>]{0,600}?\b(ignore|instructions?|assistant|ai|llm|model|agent|do\s+not|don't|you\s+must|you\s+should|call|send|email\.send)\b",
-    ),
+    )
+    .with_reach(0, 720),
     // ---- tool descriptions (IO-4: tool poisoning) -------------------------------------------
     description_rule(
         "important_tag",

@@ -23,7 +23,7 @@ mod report;
 
 use std::ops::Range;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::bytes::{Regex, RegexBuilder};
 
 pub use dlp::rules as dlp_rules;
@@ -120,11 +120,11 @@ pub enum DataClass {
     Pii,
 }
 
-/// What a cue word switches on.
+/// What a cue word switches on: a rule, by its slot (injection rules first, then DLP rules).
 #[derive(Debug, Clone, Copy)]
-enum Target {
-    Injection(usize),
-    Dlp(usize),
+struct Target {
+    slot: usize,
+    reach: (usize, usize),
 }
 
 /// The compiled rule set and model. Build once, share (`Send + Sync`), call
@@ -132,7 +132,11 @@ enum Target {
 #[derive(Debug)]
 pub struct Inspector {
     cues: AhoCorasick,
+    /// Per cue: the rules it switches on.
     targets: Vec<Vec<Target>>,
+    /// Per cue: whether it must start a word (it starts with a letter or digit), so that
+    /// `use` does not fire inside `museum`.
+    word_start: Vec<bool>,
     injection: Vec<Regex>,
     dlp: Vec<Regex>,
     model: Model,
@@ -194,19 +198,36 @@ impl Inspector {
         for (i, r) in injection::RULES.iter().enumerate() {
             let injection::Trigger::Cues(cues) = r.trigger;
             for c in cues {
-                add(c, Target::Injection(i));
+                add(
+                    c,
+                    Target {
+                        slot: i,
+                        reach: r.reach,
+                    },
+                );
             }
         }
         for (i, r) in dlp::RULES.iter().enumerate() {
             if let dlp::Trigger::Cues(cues) = r.trigger {
                 for c in cues {
-                    add(c, Target::Dlp(i));
+                    add(
+                        c,
+                        Target {
+                            slot: injection::RULES.len() + i,
+                            reach: r.reach,
+                        },
+                    );
                 }
             }
         }
+        let word_start = words
+            .iter()
+            .map(|w| w.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric()))
+            .collect();
         let cues = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
+            .kind(Some(AhoCorasickKind::DFA))
             .build(&words)?;
         let injection = injection::RULES
             .iter()
@@ -219,6 +240,7 @@ impl Inspector {
         Ok(Self {
             cues,
             targets,
+            word_start,
             injection,
             dlp,
             model,
@@ -264,35 +286,57 @@ impl Inspector {
         with_dlp: bool,
     ) {
         let bytes = text.as_bytes();
-        let mut injection_on = [false; 64];
-        let mut dlp_on = [false; 64];
+        // Each cue occurrence opens a stretch of text around it for each rule it switches
+        // on; a rule's pattern runs only on its (merged) stretches.
+        let mut stretches: Vec<(usize, usize, usize)> = Vec::new();
         for m in self.cues.find_overlapping_iter(bytes) {
-            for t in self
-                .targets
-                .get(m.pattern().as_usize())
-                .map_or(&[][..], Vec::as_slice)
-            {
-                match *t {
-                    Target::Injection(i) => injection_on.get_mut(i).map(|f| *f = true),
-                    Target::Dlp(i) => dlp_on.get_mut(i).map(|f| *f = true),
-                };
-            }
-        }
-        for ((rule, re), on) in injection::RULES
-            .iter()
-            .zip(&self.injection)
-            .zip(injection_on)
-        {
-            if !on || !rule.applies_to(kind) {
+            let cue = m.pattern().as_usize();
+            let inside_word = m.start() > 0
+                && self.word_start.get(cue).copied().unwrap_or(false)
+                && bytes
+                    .get(m.start() - 1)
+                    .is_some_and(u8::is_ascii_alphanumeric);
+            if inside_word {
                 continue;
             }
-            for m in re.find_iter(bytes).take(MAX_MATCHES_PER_RULE) {
-                report.findings.push(Finding::new(
-                    rule.category,
-                    rule.id,
-                    rule.score,
-                    original(m.range()),
-                ));
+            for t in self.targets.get(cue).map_or(&[][..], Vec::as_slice) {
+                let from = m.start().saturating_sub(t.reach.0);
+                let to = m.end().saturating_add(t.reach.1).min(bytes.len());
+                stretches.push((t.slot, from, to));
+            }
+        }
+        stretches.sort_unstable();
+        let mut merged: Vec<(usize, Range<usize>)> = Vec::with_capacity(stretches.len());
+        for (slot, from, to) in stretches {
+            match merged.last_mut() {
+                Some((s, r)) if *s == slot && from <= r.end => r.end = r.end.max(to),
+                _ => merged.push((slot, from..to)),
+            }
+        }
+        let injection_rules = injection::RULES.len();
+        for (slot, range) in &merged {
+            let Some(slice) = bytes.get(range.clone()) else {
+                continue;
+            };
+            if let (Some(rule), Some(re)) = (injection::RULES.get(*slot), self.injection.get(*slot))
+            {
+                if !rule.applies_to(kind) {
+                    continue;
+                }
+                for m in re.find_iter(slice).take(MAX_MATCHES_PER_RULE) {
+                    let at = range.start + m.start()..range.start + m.end();
+                    report.findings.push(Finding::new(
+                        rule.category,
+                        rule.id,
+                        rule.score,
+                        original(at),
+                    ));
+                }
+            } else if with_dlp {
+                let i = slot - injection_rules;
+                if let (Some(rule), Some(re)) = (dlp::RULES.get(i), self.dlp.get(i)) {
+                    self.dlp_matches(rule, re, slice, range.start, report, original);
+                }
             }
         }
         let (score, window) = self.model.score(text);
@@ -308,17 +352,11 @@ impl Inspector {
             return;
         }
         let windows = digit_windows(bytes);
-        for ((rule, re), on) in dlp::RULES.iter().zip(&self.dlp).zip(dlp_on) {
-            match rule.trigger {
-                dlp::Trigger::Cues(_) if on => {
-                    self.dlp_matches(rule, re, bytes, 0, report, original)
-                }
-                dlp::Trigger::Cues(_) => {}
-                dlp::Trigger::Digits(k) => {
-                    for w in windows.iter().filter(|w| w.digits >= k) {
-                        if let Some(slice) = bytes.get(w.range.clone()) {
-                            self.dlp_matches(rule, re, slice, w.range.start, report, original);
-                        }
+        for (rule, re) in dlp::RULES.iter().zip(&self.dlp) {
+            if let dlp::Trigger::Digits(k) = rule.trigger {
+                for w in windows.iter().filter(|w| w.digits >= k) {
+                    if let Some(slice) = bytes.get(w.range.clone()) {
+                        self.dlp_matches(rule, re, slice, w.range.start, report, original);
                     }
                 }
             }

@@ -7,7 +7,8 @@
 //! from PyPI — see docs/INSPECTION.md) and embedded in the binary; the tokeniser and hashing
 //! here and in the script must stay identical, which `tests::python_parity` pins.
 //!
-//! Weights are 8-bit integers, so a window's score is an exact integer sum: the sliding window
+//! Only words and word pairs seen in at least three training texts have a weight (a word the
+//! model never saw counts for nothing). Weights are 8-bit integers, so a window's score is an exact integer sum: the sliding window
 //! costs one add and one subtract per word, with no floating-point drift.
 
 use std::ops::Range;
@@ -15,19 +16,30 @@ use std::ops::Range;
 /// The embedded model (`scripts/inspection/train.py` writes it).
 static EMBEDDED: &[u8] = include_bytes!("../model/injection.wim");
 
-const MAGIC: &[u8; 4] = b"WIM1";
+const MAGIC: &[u8; 4] = b"WIM2";
 /// Words per window; the ring buffer below is sized for the largest allowed.
 const MAX_WINDOW: usize = 128;
+const HEADER: usize = 20;
+const ENTRY: usize = 5;
 
-/// A loaded model.
+/// A loaded model: the weights of the words and word pairs it knows, in an open-addressing
+/// table keyed by the full 32-bit feature hash. A word it does not know counts for nothing.
 #[derive(Debug, Clone)]
 pub struct Model {
-    bits: u32,
     scale: f32,
     bias: f32,
     window: usize,
-    weights: &'static [u8],
+    /// (feature, weight); feature 0 with weight 0 marks an empty slot.
+    table: Vec<(u32, i8)>,
+    shift: u32,
+    /// The weight of feature 0 itself (it cannot live in the table).
+    zero: i8,
+    /// The weight every word adds (feature [`EVERY_WORD`]): a per-word offset.
+    per_word: i32,
 }
+
+/// The feature every word has; its weight offsets length (train.py's `EVERY_WORD`).
+const EVERY_WORD: u32 = u32::MAX;
 
 /// Why a model file was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -40,11 +52,11 @@ impl Model {
         Self::parse(EMBEDDED)
     }
 
-    /// Parses a model file: `WIM1`, bits (u32 LE), scale (f32 LE), bias (f32 LE), window (u32
-    /// LE), then 2^bits signed 8-bit weights.
-    pub fn parse(bytes: &'static [u8]) -> Result<Self, ModelError> {
+    /// Parses a model file: `WIM2`, count (u32 LE), scale (f32 LE), bias (f32 LE), window
+    /// (u32 LE), then `count` entries of feature (u32 LE) and weight (i8).
+    pub fn parse(bytes: &[u8]) -> Result<Self, ModelError> {
         let header = bytes
-            .get(..20)
+            .get(..HEADER)
             .ok_or(ModelError("file shorter than its header"))?;
         let word = |at: usize| -> [u8; 4] {
             let mut w = [0u8; 4];
@@ -54,32 +66,64 @@ impl Model {
             w
         };
         if &word(0) != MAGIC {
-            return Err(ModelError("not a WIM1 file"));
+            return Err(ModelError("not a WIM2 file"));
         }
-        let bits = u32::from_le_bytes(word(4));
+        let count = u32::from_le_bytes(word(4)) as usize;
         let scale = f32::from_le_bytes(word(8));
         let bias = f32::from_le_bytes(word(12));
         let window = u32::from_le_bytes(word(16)) as usize;
-        if !(8..=24).contains(&bits) {
-            return Err(ModelError("hash width outside 8..=24 bits"));
-        }
         if window == 0 || window > MAX_WINDOW {
             return Err(ModelError("window outside 1..=128 words"));
         }
         if !(scale.is_finite() && scale > 0.0 && bias.is_finite()) {
             return Err(ModelError("scale or bias is not a finite number"));
         }
-        let weights = bytes.get(20..).ok_or(ModelError("no weights"))?;
-        if weights.len() != 1usize << bits {
-            return Err(ModelError("weight count does not match the hash width"));
+        if count > 1 << 24 {
+            return Err(ModelError("more than 16M features"));
         }
-        Ok(Self {
-            bits,
+        let entries = bytes.get(HEADER..).ok_or(ModelError("no weights"))?;
+        if entries.len() != count * ENTRY {
+            return Err(ModelError("file length does not match its feature count"));
+        }
+        let capacity = (count * 2).next_power_of_two().max(16);
+        let mut model = Self {
             scale,
             bias,
             window,
-            weights,
-        })
+            table: vec![(0, 0); capacity],
+            shift: 32 - capacity.trailing_zeros(),
+            zero: 0,
+            per_word: 0,
+        };
+        for e in entries.chunks_exact(ENTRY) {
+            let mut k = [0u8; 4];
+            k.copy_from_slice(e.get(..4).unwrap_or(&[0; 4]));
+            let key = u32::from_le_bytes(k);
+            let weight = e.get(4).map_or(0, |&w| w as i8);
+            model.insert(key, weight);
+        }
+        model.per_word = model.weight(EVERY_WORD);
+        Ok(model)
+    }
+
+    fn slot(&self, key: u32) -> usize {
+        (key.wrapping_mul(0x9E37_79B1) >> self.shift) as usize
+    }
+
+    fn insert(&mut self, key: u32, weight: i8) {
+        if key == 0 {
+            self.zero = weight;
+            return;
+        }
+        let mask = self.table.len() - 1;
+        let mut i = self.slot(key);
+        while let Some(e) = self.table.get_mut(i) {
+            if e.0 == 0 || e.0 == key {
+                *e = (key, weight);
+                return;
+            }
+            i = (i + 1) & mask;
+        }
     }
 
     /// Words per scored window.
@@ -87,11 +131,23 @@ impl Model {
         self.window
     }
 
-    fn weight(&self, index: u32) -> i32 {
-        let mask = (1u32 << self.bits) - 1;
-        self.weights
-            .get((index & mask) as usize)
-            .map_or(0, |&w| i32::from(w as i8))
+    fn weight(&self, key: u32) -> i32 {
+        if key == 0 {
+            return i32::from(self.zero);
+        }
+        let mask = self.table.len() - 1;
+        let mut i = self.slot(key);
+        // The table is at most half full, so a probe ends at an empty slot.
+        while let Some(&(k, w)) = self.table.get(i) {
+            if k == key {
+                return i32::from(w);
+            }
+            if k == 0 {
+                return 0;
+            }
+            i = (i + 1) & mask;
+        }
+        0
     }
 
     /// The probability that some window of `text` is an injection, and that window's byte
@@ -106,7 +162,7 @@ impl Model {
         let mut first_start = 0;
         let mut last_end = 0;
         for (range, h) in Tokens::new(text.as_bytes()) {
-            let mut c = self.weight(unigram(h));
+            let mut c = self.per_word + self.weight(unigram(h));
             if let Some(p) = prev {
                 c += self.weight(bigram(p, h));
             }
@@ -176,27 +232,53 @@ impl<'a> Tokens<'a> {
     }
 }
 
-const fn is_word(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b >= 0x80
+/// Per byte: 0 for a separator, else the byte lower-cased (non-ASCII bytes are word bytes).
+// Evaluated at compile time: an index out of bounds would fail the build, not panic.
+#[allow(clippy::indexing_slicing)]
+static WORD: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if c.is_ascii_alphanumeric() || c >= 0x80 {
+            c.to_ascii_lowercase()
+        } else {
+            0
+        };
+        b += 1;
+    }
+    t
+};
+
+fn word_byte(b: u8) -> u8 {
+    WORD.get(usize::from(b)).copied().unwrap_or(0)
 }
 
 impl Iterator for Tokens<'_> {
     type Item = (Range<usize>, u32);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let rest = self.bytes.get(self.at..)?;
-        let start = self.at + rest.iter().position(|&b| is_word(b))?;
+        let bytes = self.bytes;
+        let mut i = self.at;
+        while i < bytes.len() && word_byte(bytes.get(i).copied().unwrap_or(0)) == 0 {
+            i += 1;
+        }
+        if i >= bytes.len() {
+            self.at = i;
+            return None;
+        }
+        let start = i;
         let mut h = FNV_OFFSET;
-        let mut end = start;
-        for &b in self.bytes.get(start..)? {
-            if !is_word(b) {
+        for &b in bytes.get(start..).unwrap_or_default() {
+            let w = word_byte(b);
+            if w == 0 {
                 break;
             }
-            h = (h ^ u32::from(b.to_ascii_lowercase())).wrapping_mul(FNV_PRIME);
-            end += 1;
+            h = (h ^ u32::from(w)).wrapping_mul(FNV_PRIME);
+            i += 1;
         }
-        self.at = end;
-        Some((start..end, h))
+        self.at = i;
+        Some((start..i, h))
     }
 }
 

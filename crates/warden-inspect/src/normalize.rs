@@ -459,48 +459,56 @@ fn homoglyph(c: char) -> Option<char> {
     })
 }
 
+/// Base64 alphabet (standard and URL-safe) bytes.
+// Evaluated at compile time: an index out of bounds would fail the build, not panic.
+#[allow(clippy::indexing_slicing)]
+static BASE64: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'-' || c == b'_';
+        b += 1;
+    }
+    t
+};
+
 /// Base64 runs in the normalised text that decode to mostly printable UTF-8.
 fn find_base64(n: &Normalised<'_>) -> Vec<Decoded> {
     let bytes = n.text.as_bytes();
-    let is_b64 = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_');
     let mut found = Vec::new();
+    let b64 = |b: &u8| BASE64.get(usize::from(*b)).copied().unwrap_or(false);
     let mut i = 0;
-    while i < bytes.len() {
-        let Some(start) = bytes
-            .get(i..)
-            .and_then(|r| r.iter().position(|&b| is_b64(b)))
-        else {
-            break;
-        };
-        let start = i + start;
-        let len = bytes
-            .get(start..)
-            .map_or(0, |r| r.iter().take_while(|&&b| is_b64(b)).count());
-        let mut end = start + len;
-        while bytes.get(end) == Some(&b'=') && end < start + len + 2 {
-            end += 1;
-        }
-        i = end.max(start + 1);
-        if len < MIN_BASE64_RUN {
-            continue;
-        }
-        let Some(run) = n.text.get(start..end) else {
-            continue;
-        };
-        // Words are not base64: a real run mixes cases and digits.
-        let has_upper = run.bytes().any(|b| b.is_ascii_uppercase());
-        let has_lower = run.bytes().any(|b| b.is_ascii_lowercase());
-        if !(has_upper && has_lower) {
-            continue;
-        }
-        if let Some(text) = decode_text(run) {
-            found.push(Decoded {
-                span: n.original(start..end),
-                text,
-            });
+    while let Some(off) = bytes.get(i..).and_then(|r| r.iter().position(b64)) {
+        let start = i + off;
+        let rest = bytes.get(start..).unwrap_or_default();
+        let len = rest.iter().position(|b| !b64(b)).unwrap_or(rest.len());
+        i = start + len;
+        if len >= MIN_BASE64_RUN {
+            let mut end = i;
+            while end < i + 2 && bytes.get(end) == Some(&b'=') {
+                end += 1;
+            }
+            if let Some(d) = examine_run(n, start..end) {
+                found.push(d);
+            }
         }
     }
     found
+}
+
+fn examine_run(n: &Normalised<'_>, range: Range<usize>) -> Option<Decoded> {
+    let run = n.text.get(range.clone())?;
+    // Words are not base64: a real run mixes cases.
+    let has_upper = run.bytes().any(|b| b.is_ascii_uppercase());
+    let has_lower = run.bytes().any(|b| b.is_ascii_lowercase());
+    if !(has_upper && has_lower) {
+        return None;
+    }
+    decode_text(run).map(|text| Decoded {
+        span: n.original(range),
+        text,
+    })
 }
 
 fn decode_text(run: &str) -> Option<String> {

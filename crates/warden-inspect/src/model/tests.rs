@@ -43,13 +43,25 @@ fn python_parity() {
 
 #[test]
 fn broken_model_files_are_refused() {
-    assert!(Model::parse(b"WIM1").is_err());
-    assert!(Model::parse(b"XXXX\x08\0\0\0\0\0\x80?\0\0\0\0\x10\0\0\0").is_err());
-    let mut ok = b"WIM1\x08\0\0\0\0\0\x80?\0\0\0\0\x10\0\0\0".to_vec();
-    ok.extend([0u8; 256]);
-    let ok: &'static [u8] = Box::leak(ok.into_boxed_slice());
-    assert!(Model::parse(ok).is_ok());
-    assert!(Model::parse(&ok[..ok.len() - 1]).is_err());
+    let header = |count: u32, window: u32| {
+        let mut v = b"WIM2".to_vec();
+        v.extend(count.to_le_bytes());
+        v.extend(1.0f32.to_le_bytes());
+        v.extend((-1.0f32).to_le_bytes());
+        v.extend(window.to_le_bytes());
+        v
+    };
+    assert!(Model::parse(b"WIM2").is_err());
+    let mut ok = header(2, 16);
+    ok.extend([1, 0, 0, 0, 5, 0, 0, 0, 0, 0xfb]);
+    let m = Model::parse(&ok).unwrap();
+    assert_eq!((m.weight(1), m.weight(0), m.weight(7)), (5, -5, 0));
+    assert!(Model::parse(&ok[..ok.len() - 1]).is_err(), "truncated");
+    assert!(Model::parse(&header(0, 0)).is_err(), "window 0");
+    assert!(Model::parse(&header(0, 129)).is_err(), "window too wide");
+    let mut wrong = ok.clone();
+    wrong[..4].copy_from_slice(b"WIM1");
+    assert!(Model::parse(&wrong).is_err(), "magic");
 }
 
 #[test]

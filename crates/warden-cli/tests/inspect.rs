@@ -1,0 +1,96 @@
+//! `warden inspect` through the real binary: verdicts per input, the demo server's poisoned
+//! document, masked DLP values, precise errors for bad input.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use serde_json::Value;
+
+fn inspect(args: &[&str], stdin: &str) -> (i32, Vec<Value>, String) {
+    let mut child = common::warden()
+        .arg("inspect")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let verdicts = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (
+        out.status.code().unwrap(),
+        verdicts,
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn the_demo_documents_get_the_verdicts_they_deserve() {
+    let poisoned = warden_testkit::document(warden_testkit::POISONED_DOC).unwrap();
+    let handbook = warden_testkit::document("handbook.md").unwrap();
+    let lines = [poisoned, handbook]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| serde_json::json!({"id": i, "text": t}).to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let (code, v, _) = inspect(&["--jsonl", "--fail"], &lines);
+    assert_eq!(code, 1, "--fail exits 1 when something is flagged");
+    assert_eq!(v.len(), 2);
+    assert_eq!(v[0]["decision"], "injection");
+    assert_eq!(v[0]["id"], 0);
+    let rules: Vec<&str> = v[0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rule"].as_str().unwrap())
+        .collect();
+    assert!(
+        rules.contains(&"override_instructions") && rules.contains(&"concealment"),
+        "{rules:?}"
+    );
+    assert_eq!(v[1]["decision"], "clean");
+    assert_eq!(v[1]["input"], "<stdin>:2");
+}
+
+#[test]
+fn secrets_are_reported_masked_never_in_clear() {
+    let key = "AKIAZ7QXWDDVMR4KOBCN";
+    let (code, v, _) = inspect(&["--kind", "argument"], &format!("deploy with {key} today"));
+    assert_eq!(code, 0, "without --fail a finding is not an error");
+    let out = v[0].to_string();
+    assert!(!out.contains(key), "{out}");
+    assert_eq!(v[0]["dlp"][0]["rule"], "aws_access_key_id");
+    assert_eq!(v[0]["dlp"][0]["masked"], "AKIA****************");
+    assert_eq!(v[0]["kind"], "argument");
+}
+
+#[test]
+fn bad_input_names_the_line_and_what_was_expected() {
+    let (code, v, err) = inspect(&["--jsonl"], "{\"text\": \"fine\"}\n{\"txt\": 1}\n");
+    assert_eq!(code, 2);
+    assert_eq!(v.len(), 1, "the good line before the bad one was answered");
+    assert!(err.contains("<stdin>:2") && err.contains("`text`"), "{err}");
+    let (code, _, err) = inspect(&["--kind", "email"], "x");
+    assert_ne!(code, 0);
+    assert!(err.contains("tool_result"), "{err}");
+}
