@@ -333,7 +333,7 @@ impl Inspector {
                     ));
                 }
             } else if with_dlp {
-                let i = slot - injection_rules;
+                let i = slot.saturating_sub(injection_rules);
                 if let (Some(rule), Some(re)) = (dlp::RULES.get(i), self.dlp.get(i)) {
                     self.dlp_matches(rule, re, slice, range.start, report, original);
                 }

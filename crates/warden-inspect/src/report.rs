@@ -146,7 +146,7 @@ impl Report {
             let rank = |m: &DlpMatch| {
                 (
                     m.class != DataClass::Secret,
-                    usize::MAX - (m.end - m.start),
+                    usize::MAX - m.end.saturating_sub(m.start),
                     m.start,
                 )
             };
