@@ -40,13 +40,17 @@ def tokens(text: str) -> list[int]:
         if i >= n:
             break
         hsh = 0x811C9DC5
+        start, digits = i, 0
         while i < n and (b[i] >= 0x80 or (b[i] < 0x80 and chr(b[i]).isalnum())):
             c = b[i]
             if 65 <= c <= 90:
                 c += 32
+            digits += 48 <= c <= 57
             hsh = ((hsh ^ c) * 0x01000193) & 0xFFFFFFFF
             i += 1
-        out.append(hsh)
+        # One-letter words and numbers are skipped (model.rs does the same).
+        if i - start > 1 and digits < i - start:
+            out.append(hsh)
     return out
 
 

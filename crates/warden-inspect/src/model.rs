@@ -258,6 +258,20 @@ impl Iterator for Tokens<'_> {
     type Item = (Range<usize>, u32);
 
     fn next(&mut self) -> Option<Self::Item> {
+        // One-letter words and numbers say nothing about intent, and as features they learnt
+        // noise (the `r` of `-rw-r--r--`); they are skipped, in train.py too.
+        loop {
+            let (range, h, digits) = self.word()?;
+            if range.len() > 1 && digits < range.len() {
+                return Some((range, h));
+            }
+        }
+    }
+}
+
+impl Tokens<'_> {
+    /// The next run of word bytes, its hash and how many of its bytes are digits.
+    fn word(&mut self) -> Option<(Range<usize>, u32, usize)> {
         let bytes = self.bytes;
         let mut i = self.at;
         while i < bytes.len() && word_byte(bytes.get(i).copied().unwrap_or(0)) == 0 {
@@ -269,16 +283,18 @@ impl Iterator for Tokens<'_> {
         }
         let start = i;
         let mut h = FNV_OFFSET;
+        let mut digits = 0;
         for &b in bytes.get(start..).unwrap_or_default() {
             let w = word_byte(b);
             if w == 0 {
                 break;
             }
+            digits += usize::from(w.is_ascii_digit());
             h = (h ^ u32::from(w)).wrapping_mul(FNV_PRIME);
             i += 1;
         }
         self.at = i;
-        Some((start..i, h))
+        Some((start..i, h, digits))
     }
 }
 

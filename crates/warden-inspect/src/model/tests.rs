@@ -13,6 +13,11 @@ fn tokens_are_lowercased_alphanumeric_runs() {
         .map(|(r, _)| r)
         .collect();
     assert_eq!(toks, vec![0..6, 8..11, 12..20, 21..33]);
+    // One-letter words and numbers are not features.
+    let toks: Vec<_> = Tokens::new("-rw-r--r-- 4096 a x2 notes".as_bytes())
+        .map(|(r, _)| r)
+        .collect();
+    assert_eq!(toks, vec![1..3, 18..20, 21..26]);
     let h = |s: &str| Tokens::new(s.as_bytes()).next().unwrap().1;
     assert_eq!(h("IGNORE"), h("ignore"));
 }
