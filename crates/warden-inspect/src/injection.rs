@@ -6,20 +6,14 @@
 
 use crate::{Category, Kind};
 
-/// When a rule runs.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Trigger {
-    /// When one of these words occurs (ASCII case-insensitive).
-    Cues(&'static [&'static str]),
-}
-
 /// One injection or poisoning rule.
 #[derive(Debug)]
 pub(crate) struct Rule {
     pub id: &'static str,
     pub category: Category,
     pub score: f32,
-    pub trigger: Trigger,
+    /// The rule runs only where one of these words occurs (ASCII case-insensitive).
+    pub cues: &'static [&'static str],
     /// Case-insensitive, ASCII classes (`\s`, `\b`, `\w`), over the normalised text.
     pub pattern: &'static str,
     /// Only for tool descriptions.
@@ -54,7 +48,7 @@ const fn rule(
         id,
         category,
         score,
-        trigger: Trigger::Cues(cues),
+        cues,
         pattern,
         descriptions_only: false,
         reach: DEFAULT_REACH,
@@ -360,8 +354,7 @@ mod tests {
     #[test]
     fn every_rule_has_a_cue_its_pattern_needs() {
         for r in RULES {
-            let Trigger::Cues(cues) = r.trigger;
-            assert!(!cues.is_empty(), "{} has no cue", r.id);
+            assert!(!r.cues.is_empty(), "{} has no cue", r.id);
             assert!((0.0..=1.0).contains(&r.score), "{}", r.id);
         }
     }

@@ -34,7 +34,7 @@ pub use report::{DlpMatch, Finding, Report};
 /// Score from which content counts as an injection by default.
 pub const DEFAULT_THRESHOLD: f32 = 0.5;
 
-/// Matches reported per rule and text: enough to show the pattern, bounded work.
+/// Matches reported per rule and stretch of text: enough to show the pattern, bounded work.
 const MAX_MATCHES_PER_RULE: usize = 16;
 /// Bytes around a run of digits in which the numeric rules look (an IBAN's country code and
 /// letters sit before its first long digit group).
@@ -51,17 +51,6 @@ pub enum Kind {
     Argument,
     /// An upstream tool's description (tool-poisoning checks apply).
     ToolDescription,
-}
-
-impl Kind {
-    /// The name used in JSON and on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ToolResult => "tool_result",
-            Self::Argument => "argument",
-            Self::ToolDescription => "tool_description",
-        }
-    }
 }
 
 impl std::str::FromStr for Kind {
@@ -196,8 +185,7 @@ impl Inspector {
             }
         };
         for (i, r) in injection::RULES.iter().enumerate() {
-            let injection::Trigger::Cues(cues) = r.trigger;
-            for c in cues {
+            for c in r.cues {
                 add(
                     c,
                     Target {
@@ -252,11 +240,6 @@ impl Inspector {
     pub fn with_threshold(mut self, threshold: f32) -> Self {
         self.threshold = threshold.clamp(0.0, 1.0);
         self
-    }
-
-    /// The score from which a report counts as an injection.
-    pub fn threshold(&self) -> f32 {
-        self.threshold
     }
 
     /// Inspects one text.

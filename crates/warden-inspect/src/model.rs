@@ -126,11 +126,6 @@ impl Model {
         }
     }
 
-    /// Words per scored window.
-    pub fn window(&self) -> usize {
-        self.window
-    }
-
     fn weight(&self, key: u32) -> i32 {
         if key == 0 {
             return i32::from(self.zero);

@@ -160,10 +160,11 @@ impl Report {
         }
         kept.sort_by_key(|m| m.start);
         for m in &mut kept {
-            m.masked = original
-                .get(m.span())
-                .map(|v| dlp::mask(v, m.keep, m.class))
-                .unwrap_or_default();
+            // Spans are character boundaries by construction; if one ever were not, the
+            // span grows to whole characters rather than leave the value unmasked.
+            m.start = original.floor_char_boundary(m.start);
+            m.end = original.ceil_char_boundary(m.end).max(m.start);
+            m.masked = dlp::mask(original.get(m.span()).unwrap_or_default(), m.keep, m.class);
         }
         self.dlp = kept;
     }
@@ -180,12 +181,11 @@ impl Report {
         }
         let mut out = String::with_capacity(original.len());
         let mut at = 0;
+        // Matches are in text order, apart and on character boundaries (`finish`).
         for m in chosen {
-            if let (Some(before), true) = (original.get(at..m.start), m.start >= at) {
-                out.push_str(before);
-                out.push_str(&m.masked);
-                at = m.end;
-            }
+            out.push_str(original.get(at..m.start).unwrap_or_default());
+            out.push_str(&m.masked);
+            at = at.max(m.end);
         }
         out.push_str(original.get(at..).unwrap_or_default());
         Cow::Owned(out)
@@ -194,10 +194,5 @@ impl Report {
     /// `original` with every DLP match masked.
     pub fn masked<'t>(&self, original: &'t str) -> Cow<'t, str> {
         self.mask_where(original, |_| true)
-    }
-
-    /// The strongest finding, if any.
-    pub fn strongest(&self) -> Option<&Finding> {
-        self.findings.first()
     }
 }

@@ -149,3 +149,21 @@ fn the_inspector_is_shareable_across_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Inspector>();
 }
+
+#[test]
+fn a_span_off_a_character_boundary_is_widened_never_left_unmasked() {
+    let text = "é-secret-value tail";
+    let mut r = Report::new(Kind::ToolResult, DEFAULT_THRESHOLD);
+    // Byte 1 is inside `é`: a bug upstream must not leave the value in clear.
+    r.dlp.push(DlpMatch::new(
+        "credential_assignment",
+        DataClass::Secret,
+        1..14,
+        (0, 0),
+    ));
+    r.finish(text);
+    assert_eq!(r.dlp[0].span(), 0..14);
+    let masked = r.masked(text);
+    assert!(!masked.contains("secret-value"), "{masked}");
+    assert!(masked.ends_with(" tail"), "{masked}");
+}
