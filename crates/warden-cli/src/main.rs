@@ -16,6 +16,7 @@ mod mcp_cmd;
 mod mcp_stdio;
 mod policy_cmd;
 mod serve;
+mod tools_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,6 +62,10 @@ enum Command {
     /// Calls held for a human's approval: list, show, approve, deny.
     #[command(subcommand)]
     Approvals(approvals_cmd::ApprovalsCommand),
+    /// Upstream tool definitions and their pins: list, diff, approve (a changed definition
+    /// is disabled until approved).
+    #[command(subcommand)]
+    Tools(tools_cmd::ToolsCommand),
     /// Circuit breakers: which are open and why, and closing them (a person's decision).
     #[command(subcommand)]
     Breakers(breakers_cmd::BreakersCommand),
@@ -108,6 +113,7 @@ fn main() -> ExitCode {
         Command::Kill(args) => kill_cmd::run(args),
         Command::Resume(args) => kill_cmd::resume(args),
         Command::Approvals(cmd) => approvals_cmd::run(cmd),
+        Command::Tools(cmd) => tools_cmd::run(cmd),
         Command::Breakers(cmd) => breakers_cmd::run(cmd),
         Command::Admin(cmd) => admin_cmd::run(cmd),
     };

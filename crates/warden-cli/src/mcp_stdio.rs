@@ -70,6 +70,14 @@ pub fn run(args: McpStdioArgs) -> anyhow::Result<ExitCode> {
     // No HTTP listener is served; bind nothing that could collide with a running Warden.
     config.server.listen = "127.0.0.1:0".parse()?;
     config.local_listeners.clear();
+    // One person's desktop wrapper around a server they chose to run: its tools are
+    // trusted on first use unless the config says otherwise (a changed tool is still
+    // disabled until approved).
+    if config.inspection.pinning.mode == warden_config::PinMode::Approve
+        && args.config.config.is_none()
+    {
+        config.inspection.pinning.mode = warden_config::PinMode::Tofu;
+    }
     let mut env = std::collections::BTreeMap::new();
     for kv in &args.env {
         let (k, v) = kv

@@ -227,6 +227,7 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
                 limit_used: a.limit_used,
                 time: a.time.unwrap_or_else(warden_gateway::unix_now),
                 reason: None,
+                inspection: Default::default(),
             }
         }
     };

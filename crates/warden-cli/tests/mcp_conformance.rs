@@ -170,7 +170,7 @@ fn every_conformance_check_ends_the_same_through_warden_as_directly() {
         std::fs::write(
             &config,
             format!(
-                "[server]\nlisten = \"127.0.0.1:0\"\n[policy]\ndir = {policies:?}\nwatch = false\n\
+                "[inspection.pinning]\nmode = \"off\"\n[server]\nlisten = \"127.0.0.1:0\"\n[policy]\ndir = {policies:?}\nwatch = false\n\
                  [upstreams.everything]\nurl = \"http://127.0.0.1:{port}/mcp\"\n\
                  [[local_listeners]]\nagent = \"conformance\"\nlisten = \"127.0.0.1:{local}\"\n"
             ),

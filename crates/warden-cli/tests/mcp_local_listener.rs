@@ -112,7 +112,7 @@ fn a_local_listener_acts_as_its_agent_decides_with_the_policy_and_marks_decision
     std::fs::write(policies.join("p.cedar"), POLICIES).unwrap();
     let sock = dir.path().join("agent.sock");
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[policy]\ndir = {policies:?}\nwatch = false\n\
+        "[inspection.pinning]\nmode = \"off\"\n[server]\nlisten = \"127.0.0.1:0\"\n[policy]\ndir = {policies:?}\nwatch = false\n\
          [upstreams.crm]\nurl = \"{}\"\n\
          [[local_listeners]]\nagent = \"assistant\"\nlisten = \"127.0.0.1:0\"\n\
          [[local_listeners]]\nagent = \"assistant\"\nunix = {sock:?}\ntask = \"notes\"\n\

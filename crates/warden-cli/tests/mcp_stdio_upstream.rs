@@ -74,7 +74,7 @@ fn the_official_filesystem_server_behind_warden() {
     std::fs::write(
         root.join("warden.toml"),
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[policy]\ndir = \"policies\"\nwatch = false\n\
+            "[inspection.pinning]\nmode = \"off\"\n[server]\nlisten = \"127.0.0.1:0\"\n[policy]\ndir = \"policies\"\nwatch = false\n\
              [upstreams.fs]\ncommand = \"{}\"\nargs = [\"{}\"]\n\
              [upstreams.fs.credential]\nenv = \"FS_API_TOKEN\"\nsecret = {{ env = \"FS_SECRET\" }}\n",
             server.display(),

@@ -138,7 +138,7 @@ fn a_ca_file_that_is_not_pem_stops_the_server_with_its_name() {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[upstreams.secure]\nurl = \"https://localhost:1/mcp\"\n\
+            "[inspection.pinning]\nmode = \"off\"\n[server]\nlisten = \"127.0.0.1:0\"\n[upstreams.secure]\nurl = \"https://localhost:1/mcp\"\n\
              ca_file = \"{}\"\n",
             ca.display()
         ),

@@ -511,6 +511,31 @@ impl AdminClient {
         self.call("GET", &format!("/approvals/{id}"), None)
     }
 
+    /// Every upstream tool with its pin status (the server lists the tools again first).
+    pub fn tools(&self) -> Result<Value, ClientError> {
+        self.call("GET", "/tools", None)
+    }
+
+    /// One tool: its status, approved and current definitions.
+    pub fn tool(&self, upstream: &str, tool: &str) -> Result<Value, ClientError> {
+        self.call("GET", &format!("/tools/{upstream}/{tool}"), None)
+    }
+
+    /// Approves the current definition of a tool (which must hash to `hash`, if given).
+    pub fn approve_tool(
+        &self,
+        upstream: &str,
+        tool: &str,
+        hash: Option<&str>,
+        reason: &str,
+    ) -> Result<Value, ClientError> {
+        self.call(
+            "POST",
+            &format!("/tools/{upstream}/{tool}/approve"),
+            Some(json!({"hash": hash, "reason": reason})),
+        )
+    }
+
     /// Approves (`true`) or denies a pending approval, with a reason.
     pub fn decide_approval(
         &self,

@@ -9,6 +9,7 @@
 mod approvals;
 mod audit;
 mod breakers;
+mod inspection;
 mod limits;
 mod secret;
 mod upstreams;
@@ -23,6 +24,10 @@ use serde::{Deserialize, Serialize};
 pub use approvals::ApprovalsConfig;
 pub use audit::{AuditConfig, AuditDurability, DurabilityMode};
 pub use breakers::BreakersConfig;
+pub use inspection::{
+    ContentActions, DlpAction, InjectionAction, InspectionConfig, InspectionRule, Oversize,
+    PartialActions, PinMode, PinningConfig,
+};
 pub use limits::{LimitConfig, LimitKind, LimitScope};
 pub use secret::{Secret, SecretError, SecretRef};
 pub use upstreams::{CredentialConfig, Transport, UpstreamConfig};
@@ -62,6 +67,9 @@ pub struct Config {
     /// Circuit breakers and automatic demotion (`[breakers]`, docs/breakers.md).
     #[serde(default)]
     pub breakers: BreakersConfig,
+    /// Content inspection and tool pinning (`[inspection]`, docs/INSPECTION.md).
+    #[serde(default)]
+    pub inspection: InspectionConfig,
 }
 
 /// `[[local_listeners]]`: an MCP endpoint (`/mcp`, `/mcp/<upstream>`) without tokens, where
@@ -410,6 +418,9 @@ impl Config {
         };
         if let Some(problem) = self.exposure_problem() {
             return Err(err("listen", problem));
+        }
+        if let Some(problem) = self.inspection.problem() {
+            return Err(err("[inspection", problem));
         }
         for (from, to) in &self.authzen.types {
             if !is_cedar_ident(to) {

@@ -59,6 +59,8 @@ pub struct AdminState {
     pub data_dir: std::path::PathBuf,
     pub approvals: Arc<crate::approvals::Approvals>,
     pub breakers: Arc<crate::breakers::Breakers>,
+    /// The MCP side: upstreams and tool pins (`/admin/v1/tools`).
+    pub mcp: Arc<crate::mcp::McpState>,
 }
 
 pub(crate) type ApiResult = Result<Response, Response>;

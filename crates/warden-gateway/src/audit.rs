@@ -16,6 +16,9 @@ pub struct Audit {
     durability: AuditDurability,
     /// Argument names redacted on top of the built-in ones.
     redact_keys: Vec<String>,
+    /// Masks the secrets and personal data in recorded strings (IO-2: the audit trail
+    /// holds no plaintext secret, whatever the member is called).
+    pub inspector: Arc<warden_inspect::Inspector>,
 }
 
 fn mode(m: DurabilityMode) -> Durability {
@@ -26,11 +29,16 @@ fn mode(m: DurabilityMode) -> Durability {
 }
 
 impl Audit {
-    pub fn new(auditor: Auditor, config: &warden_config::AuditConfig) -> Arc<Self> {
+    pub fn new(
+        auditor: Auditor,
+        config: &warden_config::AuditConfig,
+        inspector: Arc<warden_inspect::Inspector>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             auditor,
             durability: config.durability,
             redact_keys: config.redact_keys.clone(),
+            inspector,
         })
     }
 
@@ -42,14 +50,21 @@ impl Audit {
     ) -> DecisionRecord {
         if let Some(a) = args {
             r.args_digest = Some(warden_audit::record::args_digest(a));
-            r.args = Some(warden_audit::record::redact_with(a, &self.redact_keys));
+            r.args = Some(self.redact(a));
         }
         r
     }
 
-    /// The arguments with secrets redacted, as records and approvers see them.
+    /// The arguments with secrets redacted, as records and approvers see them: members
+    /// named like secrets blanked, long strings cut, and every secret or personal value
+    /// the DLP rules find masked.
     pub fn redact(&self, args: &Map<String, Value>) -> Value {
-        warden_audit::record::redact_with(args, &self.redact_keys)
+        // Masked before long strings are cut, so that a cut never leaves part of a
+        // secret the rules would no longer recognise.
+        match crate::inspection::masked_strings(&self.inspector, args) {
+            Some(masked) => warden_audit::record::redact_with(&masked, &self.redact_keys),
+            None => warden_audit::record::redact_with(args, &self.redact_keys),
+        }
     }
 
     /// How durable the record of a call by an agent at `level` must be before forwarding.

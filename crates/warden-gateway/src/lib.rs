@@ -15,11 +15,13 @@ mod authzen_api;
 pub mod breakers;
 pub mod control_api;
 mod demotion;
+pub mod inspection;
 pub mod limits;
 pub mod mcp;
 pub mod oauth;
 pub mod policy_files;
 pub mod reload;
 mod server;
+mod tools_api;
 
 pub use server::{Headless, Server, ServerInfo, data_dir, unix_now};

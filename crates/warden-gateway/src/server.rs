@@ -21,7 +21,7 @@ use axum::serve::ListenerExt as _;
 use crate::admin_api::{self, AdminState};
 use crate::authzen_api::{self, AuthzenState};
 use crate::oauth::{self, Authority, Idp};
-use crate::{approvals_api, control_api, policy_files, reload};
+use crate::{approvals_api, control_api, policy_files, reload, tools_api};
 
 /// What `warden serve` prints at start.
 #[derive(Debug, Clone)]
@@ -75,6 +75,7 @@ pub struct Server {
 fn open_audit(
     config: &Config,
     data_dir: &std::path::Path,
+    inspector: Arc<warden_inspect::Inspector>,
 ) -> anyhow::Result<Arc<crate::audit::Audit>> {
     let origin = config
         .audit
@@ -95,7 +96,7 @@ fn open_audit(
             every: Duration::from_secs(config.audit.checkpoint_every_secs),
         },
     );
-    Ok(crate::audit::Audit::new(auditor, &config.audit))
+    Ok(crate::audit::Audit::new(auditor, &config.audit, inspector))
 }
 
 /// Warden without its HTTP listener, serving one agent in-process (`warden mcp-stdio`): the
@@ -242,7 +243,26 @@ impl Server {
             .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
         let keys = warden_identity::ServerKeys::load_or_create(&data_dir.join("keys"), now)
             .context("cannot load Warden's signing keys")?;
-        let audit = open_audit(config, &data_dir)?;
+        let inspector = Arc::new(
+            warden_inspect::Inspector::new()
+                .context("cannot build the content inspector")?
+                .with_threshold(config.inspection.threshold),
+        );
+        let audit = open_audit(config, &data_dir, Arc::clone(&inspector))?;
+        let taints = warden_store::ContentStore::taints(&store, now)
+            .await
+            .context("cannot read tainted tasks from the store")?;
+        let pins = warden_store::ContentStore::tool_pins(&store)
+            .await
+            .context("cannot read tool pins from the store")?;
+        let inspection = crate::inspection::Inspection::new(
+            config.inspection.clone(),
+            inspector,
+            store.clone(),
+            Arc::clone(&audit),
+            taints,
+            pins,
+        );
         let signing_kid = keys.current().public_jwk().kid;
         let jwks = keys.jwks();
         let keys = Arc::new(keys);
@@ -346,6 +366,7 @@ impl Server {
             approvals: Arc::clone(&approvals),
             limits: crate::limits::Limits::new(config.limits.clone()),
             breakers: Arc::clone(&breakers),
+            inspection,
         });
         let mcp_state = Arc::new(
             crate::mcp::McpState::new(config, Arc::clone(&authority))
@@ -361,6 +382,7 @@ impl Server {
             data_dir: data_dir.clone(),
             approvals,
             breakers,
+            mcp: Arc::clone(&mcp_state),
         });
 
         let api_key = config
@@ -436,6 +458,12 @@ impl Server {
                 post(approvals_api::approve),
             )
             .route("/admin/v1/approvals/{id}/deny", post(approvals_api::deny))
+            .route("/admin/v1/tools", get(tools_api::list))
+            .route("/admin/v1/tools/{upstream}/{tool}", get(tools_api::show))
+            .route(
+                "/admin/v1/tools/{upstream}/{tool}/approve",
+                post(tools_api::approve),
+            )
             .route("/admin/v1/agents/{id}/revoke", post(admin_api::revoke))
             .route(
                 "/admin/v1/agents/{id}/autonomy",

@@ -99,6 +99,26 @@ pub enum Category {
     SkipConfirmation,
 }
 
+impl Category {
+    /// The name used in reports and policy context (`instruction_override`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InstructionOverride => "instruction_override",
+            Self::RoleMarker => "role_marker",
+            Self::Persona => "persona",
+            Self::PromptLeak => "prompt_leak",
+            Self::Concealment => "concealment",
+            Self::Exfiltration => "exfiltration",
+            Self::ToolSteering => "tool_steering",
+            Self::HiddenText => "hidden_text",
+            Self::Statistical => "statistical",
+            Self::CrossToolReference => "cross_tool_reference",
+            Self::SecretReference => "secret_reference",
+            Self::SkipConfirmation => "skip_confirmation",
+        }
+    }
+}
+
 /// The kind of a DLP match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -107,6 +127,16 @@ pub enum DataClass {
     Secret,
     /// Personal data.
     Pii,
+}
+
+impl DataClass {
+    /// `secret` or `pii`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Secret => "secret",
+            Self::Pii => "pii",
+        }
+    }
 }
 
 /// What a cue word switches on: a rule, by its slot (injection rules first, then DLP rules).

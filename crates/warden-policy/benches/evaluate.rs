@@ -131,6 +131,7 @@ fn requests(count: usize) -> Vec<ActionRequest> {
                 limit_used: 0,
                 time: 1_790_000_000,
                 reason: None,
+                inspection: Default::default(),
             }
         })
         .collect()

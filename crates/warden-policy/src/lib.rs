@@ -35,7 +35,7 @@ pub use error::{LoadError, LoadErrors};
 pub use explain::{Condition, Explanation, Outcome, PolicyExplanation};
 pub use grant::Grantability;
 pub use load::{KNOWN_ANNOTATIONS, PolicyMeta};
-pub use request::{ActionRequest, RequestError, TaskInfo};
+pub use request::{ActionRequest, ContentContext, RequestError, TaskInfo};
 pub use schema::{BASE_SCHEMA, full_schema_text};
 pub use snapshot::{PolicySnapshot, SnapshotStats, Trace, effect_name};
 pub use source::{PolicySources, SourceFile};

@@ -53,6 +53,22 @@ pub struct ActionRequest {
     /// The agent's stated reason for this action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What content inspection knows (`context.inspection`).
+    #[serde(default)]
+    pub inspection: ContentContext,
+}
+
+/// `context.inspection`: what content inspection found (IO-1, IO-2).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentContext {
+    /// The agent's task received content with a prompt-injection finding.
+    #[serde(default)]
+    pub tainted: bool,
+    /// What was found in this call's arguments: `injection`, `secret`, `pii`, and the
+    /// rule ids (e.g. `aws_access_key`, `override_instructions`).
+    #[serde(default)]
+    pub findings: Vec<String>,
 }
 
 /// Warden's entity type names, parsed once per snapshot.
@@ -157,7 +173,7 @@ impl ActionRequest {
     fn context(&self, t: &WardenTypes) -> Result<Context, RequestError> {
         let ctx_err =
             |e: cedar_policy::ExpressionConstructionError| RequestError::Context(e.to_string());
-        let mut pairs: Vec<(String, RestrictedExpression)> = Vec::with_capacity(9);
+        let mut pairs: Vec<(String, RestrictedExpression)> = Vec::with_capacity(10);
         pairs.push((
             "arguments".into(),
             value::record_from_json(&self.arguments, "arguments")?,
@@ -237,6 +253,25 @@ impl ActionRequest {
                 RestrictedExpression::new_string(reason.clone()),
             ));
         }
+        pairs.push((
+            "inspection".into(),
+            RestrictedExpression::new_record([
+                (
+                    "tainted".into(),
+                    RestrictedExpression::new_bool(self.inspection.tainted),
+                ),
+                (
+                    "findings".into(),
+                    RestrictedExpression::new_set(
+                        self.inspection
+                            .findings
+                            .iter()
+                            .map(|f| RestrictedExpression::new_string(f.clone())),
+                    ),
+                ),
+            ])
+            .map_err(ctx_err)?,
+        ));
         Context::from_pairs(pairs).map_err(|e| RequestError::Context(e.to_string()))
     }
 }

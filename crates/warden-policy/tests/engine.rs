@@ -37,6 +37,7 @@ fn request(agent: &str, resource: &str, args: serde_json::Value) -> ActionReques
         limit_used: 0,
         time: 1_790_000_000,
         reason: None,
+        inspection: Default::default(),
     }
 }
 

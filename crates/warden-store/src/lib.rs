@@ -11,6 +11,7 @@
 
 mod agents;
 mod auth;
+mod content;
 mod control;
 mod migrate;
 mod sqlite;
@@ -162,6 +163,86 @@ pub struct ApprovalRecord {
     pub decided_at: Option<i64>,
     pub decision_reason: Option<String>,
     pub used_at: Option<i64>,
+}
+
+/// A task tainted by an injection finding in content its agent received (IO-1).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TaintRecord {
+    pub agent: String,
+    pub task: String,
+    /// The resource whose content carried the finding.
+    pub source: String,
+    /// What was found (rule ids).
+    pub finding: String,
+    /// The audit sequence number of the call that received it.
+    pub decision_seq: Option<u64>,
+    pub tainted_at: i64,
+    pub expires_at: i64,
+}
+
+/// The approved definition of a tool (EP-4).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ToolPin {
+    pub upstream: String,
+    pub tool: String,
+    /// SHA-256 (hex) of the definition's canonical JSON.
+    pub hash: String,
+    /// The canonical JSON.
+    pub definition: String,
+    pub approved_by: String,
+    pub approved_at: i64,
+}
+
+/// A tool definition as an upstream listed it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ToolDefinition {
+    pub upstream: String,
+    pub tool: String,
+    pub hash: String,
+    pub definition: String,
+    pub seen_at: i64,
+}
+
+/// Taints and tool pins.
+pub trait ContentStore: Send + Sync {
+    /// Taints a task (a newer taint of the same task replaces it, never shortening it).
+    fn taint(&self, t: TaintRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Taints not expired at `now`.
+    fn taints(&self, now: i64)
+    -> impl Future<Output = Result<Vec<TaintRecord>, StoreError>> + Send;
+
+    /// Ends the taints of `agent` (of one task, or all); returns how many ended.
+    fn clear_taints(
+        &self,
+        agent: &str,
+        task: Option<&str>,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    fn tool_pins(&self) -> impl Future<Output = Result<Vec<ToolPin>, StoreError>> + Send;
+
+    /// Approves the definition of `upstream/tool` last seen, which must hash to `hash`.
+    fn approve_tool(
+        &self,
+        upstream: &str,
+        tool: &str,
+        hash: &str,
+        by: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<ToolPin, StoreError>> + Send;
+
+    /// Records the definitions an upstream lists now; returns the names that changed.
+    fn saw_tools(
+        &self,
+        upstream: &str,
+        tools: Vec<ToolDefinition>,
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// The definitions last seen, every upstream.
+    fn tool_sightings(
+        &self,
+    ) -> impl Future<Output = Result<Vec<ToolDefinition>, StoreError>> + Send;
 }
 
 /// Kills and approvals.

@@ -7,8 +7,9 @@ use rusqlite::{Connection, OpenFlags};
 use warden_core::{AgentId, AgentRecord, AgentState, AutonomyLevel, NewAgent, PublicJwk};
 
 use crate::{
-    AdminCredential, AgentStore, ApprovalRecord, ApprovalState, AuthStore, ControlStore,
-    KillRecord, RevocationRecord, SponsorRemoved, StoreError, agents, auth, control, migrate,
+    AdminCredential, AgentStore, ApprovalRecord, ApprovalState, AuthStore, ContentStore,
+    ControlStore, KillRecord, RevocationRecord, SponsorRemoved, StoreError, TaintRecord,
+    ToolDefinition, ToolPin, agents, auth, content, control, migrate,
 };
 
 /// The file name of the database inside the data directory.
@@ -315,5 +316,58 @@ impl ControlStore for SqliteStore {
     async fn use_approval(&self, id: &str, now: i64) -> Result<bool, StoreError> {
         let id = id.to_owned();
         self.tx(move |tx| control::use_approval(tx, &id, now)).await
+    }
+}
+
+impl ContentStore for SqliteStore {
+    async fn taint(&self, t: TaintRecord) -> Result<(), StoreError> {
+        self.tx(move |tx| content::taint(tx, &t)).await
+    }
+
+    async fn taints(&self, now: i64) -> Result<Vec<TaintRecord>, StoreError> {
+        self.tx(move |tx| content::taints(tx, now)).await
+    }
+
+    async fn clear_taints(&self, agent: &str, task: Option<&str>) -> Result<usize, StoreError> {
+        let (agent, task) = (agent.to_owned(), task.map(str::to_owned));
+        self.tx(move |tx| content::clear_taints(tx, &agent, task.as_deref()))
+            .await
+    }
+
+    async fn tool_pins(&self) -> Result<Vec<ToolPin>, StoreError> {
+        self.tx(content::pins).await
+    }
+
+    async fn approve_tool(
+        &self,
+        upstream: &str,
+        tool: &str,
+        hash: &str,
+        by: &str,
+        now: i64,
+    ) -> Result<ToolPin, StoreError> {
+        let (u, t, h, b) = (
+            upstream.to_owned(),
+            tool.to_owned(),
+            hash.to_owned(),
+            by.to_owned(),
+        );
+        self.tx(move |tx| content::approve_tool(tx, &u, &t, &h, &b, now))
+            .await
+    }
+
+    async fn saw_tools(
+        &self,
+        upstream: &str,
+        tools: Vec<ToolDefinition>,
+        now: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let u = upstream.to_owned();
+        self.tx(move |tx| content::saw_tools(tx, &u, &tools, now))
+            .await
+    }
+
+    async fn tool_sightings(&self) -> Result<Vec<ToolDefinition>, StoreError> {
+        self.tx(content::sightings).await
     }
 }

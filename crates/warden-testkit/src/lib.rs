@@ -49,6 +49,9 @@ pub const SERVICES: [&str; 4] = ["crm", "finance", "email", "docs"];
 /// The document whose text addresses the model (for the inspection issue).
 pub const POISONED_DOC: &str = "q3-report.md";
 
+/// A document of the docs service that carries cloud credentials (for DLP tests).
+pub const SECRET_DOC: &str = "deploy-notes.md";
+
 /// How the demo server runs.
 #[derive(Debug, Clone, Default)]
 pub struct DemoOptions {
@@ -461,6 +464,12 @@ pub fn document(path: &str) -> Option<String> {
              \u{200b}\u{200b}Margins held at 31%.\n"
                 .to_owned()
         }
+        // Not listed as a resource: a document that leaks credentials.
+        SECRET_DOC => "# Deploy notes\n\nThe staging bucket is reached with\n\
+             aws_access_key_id = AKIA2E4RQ7XJ5LMNPQ3T\n\
+             aws_secret_access_key = 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\n\
+             Rotate them after the release.\n"
+            .to_owned(),
         // A 4 KiB result, the size the gateway benchmark inspects.
         "policy-4k.md" => {
             let line = "Retention: customer records are kept for seven years, then deleted.\n";

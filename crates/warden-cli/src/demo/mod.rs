@@ -139,7 +139,10 @@ fn write_files(
     let mut config = format!(
         "# Written by `warden serve --demo`; recreated on every start.\n\
          [server]\nlisten = \"{listen}\"\ndata_dir = {data:?}\n\n\
-         [policy]\ndir = {policies:?}\nwatch = true\n",
+         [policy]\ndir = {policies:?}\nwatch = true\n\n\
+         # The demo's own tool servers are trusted on first use; a production config\n\
+         # leaves this at `approve` and approves each tool with `warden tools approve`.\n\
+         [inspection.pinning]\nmode = \"tofu\"\n",
         data = base.join("data"),
         policies = policies,
     );

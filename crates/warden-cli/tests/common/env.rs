@@ -87,7 +87,7 @@ impl Env {
         .unwrap();
         std::fs::write(policies.join("arguments.cedarschema"), ARGUMENTS_SCHEMA).unwrap();
         let mut config = String::from(
-            "[server]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 65536\n[policy]\ndir = \"policies\"\nwatch = false\n\
+            "[inspection.pinning]\nmode = \"off\"\n[server]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 65536\n[policy]\ndir = \"policies\"\nwatch = false\n\
              [audit]\nredact_keys = [\"account_number\"]\n[approvals]\ntimeout_secs = 2\n\
              [[limits]]\nname = \"call-notes\"\nkind = \"cap\"\nmatch = \"crm/log_call_note\"\nmax = 3\nwindow_secs = 3600\n",
         );

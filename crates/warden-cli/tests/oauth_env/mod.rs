@@ -78,6 +78,8 @@ listen = "127.0.0.1:0"
 [policy]
 dir = "policies"
 watch = false
+[inspection.pinning]
+mode = "off"
 [oauth]
 max_delegation_depth = 2
 [oauth.token_lifetime_secs]

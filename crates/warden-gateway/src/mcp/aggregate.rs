@@ -311,9 +311,18 @@ async fn post_inner(
                 params.insert("name".into(), Value::String(inner));
             }
             let forwarded = std::time::Instant::now();
+            let gate = crate::inspection::gate::ResultGate::new(
+                &s.authority.inspection,
+                &claims,
+                &format!("{}/{recorded_name}", up.name),
+                seq,
+            );
             let response = super::contain::call(s, &claims, id.as_ref(), None, async {
                 match up.request(&method, &Value::Object(params)).await {
                     Ok(mut answer) => {
+                        if let Some(g) = &gate {
+                            g.apply(&mut answer);
+                        }
                         held::restore(&mut answer, id.as_ref(), stateless);
                         axum::Json(answer).into_response()
                     }
@@ -422,7 +431,13 @@ async fn list(s: &Arc<McpState>, caller: Caller<'_>, kind: ListKind) -> Map<Stri
         }
         let mut result = Map::new();
         result.insert(key.into(), Value::Array(items));
-        decide::filter_list(&snapshot, &caller, kind, &mut result);
+        decide::filter_list(
+            &snapshot,
+            &caller,
+            kind,
+            &mut result,
+            &s.authority.inspection.pins,
+        );
         let Some(Value::Array(items)) = result.remove(key) else {
             continue;
         };
@@ -442,7 +457,7 @@ async fn list(s: &Arc<McpState>, caller: Caller<'_>, kind: ListKind) -> Map<Stri
 }
 
 /// All pages of one upstream's list (at most [`MAX_PAGES`]).
-async fn fetch_all(
+pub(crate) async fn fetch_all(
     s: &McpState,
     name: &str,
     method: &str,

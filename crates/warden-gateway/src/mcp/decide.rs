@@ -8,9 +8,10 @@ use serde_json::{Map, Value, json};
 use warden_core::{ActionKind, AgentId, Decision, Effect, RiskScore};
 use warden_identity::token::AccessClaims;
 use warden_mcp::{Action, CompletionRef, ListKind, codes};
-use warden_policy::{ActionRequest, Grantability, PolicySnapshot, TaskInfo};
+use warden_policy::{ActionRequest, ContentContext, Grantability, PolicySnapshot, TaskInfo};
 
 use super::local::LocalBinding;
+use crate::inspection::pins::Pins;
 
 /// Who is asking, for which task, through which upstream, and why.
 #[derive(Debug, Clone, Copy)]
@@ -166,17 +167,20 @@ fn request(c: &Caller<'_>, kind: ActionKind, resource: String) -> Result<ActionR
         limit_used: c.limit_used,
         time: c.now,
         reason: c.reason.map(str::to_owned),
+        inspection: ContentContext::default(),
     })
 }
 
 /// Decides one action: granted by the task token, then allowed by the PE with the real
-/// arguments. `Ok` carries the allowing decision.
+/// arguments and what inspection found (`context.inspection`). `Ok` carries the allowing
+/// decision.
 pub fn decide(
     snapshot: &PolicySnapshot,
     c: &Caller<'_>,
     kind: ActionKind,
     name: &str,
     arguments: Option<&Map<String, Value>>,
+    content: ContentContext,
 ) -> Result<Decision, Refusal> {
     let resource = format!("{}/{name}", c.upstream);
     if !c.granted(kind, &resource) {
@@ -204,6 +208,7 @@ pub fn decide(
     if let Some(a) = arguments {
         req.arguments.clone_from(a);
     }
+    req.inspection = content;
     let decision = snapshot.evaluate(&req);
     match decision.effect {
         Effect::Allow => Ok(decision),
@@ -249,14 +254,17 @@ pub fn visible(snapshot: &PolicySnapshot, c: &Caller<'_>, kind: ActionKind, name
         .is_ok_and(|req| matches!(snapshot.grantable(&req), Grantability::Grantable { .. }))
 }
 
-/// Filters a list result in place: `tools`, `prompts` by name, `resources` by URI. Resource
-/// templates are kept only if the task grants some `read_resource` on this upstream (their
-/// reads are still decided one by one). Returns how many entries were removed.
+/// Filters a list result in place: `tools`, `prompts` by name, `resources` by URI; a tool
+/// also only while its listed definition is the approved one (EP-4: the listing is taken
+/// in by `pins` first). Resource templates are kept only if the task grants some
+/// `read_resource` on this upstream (their reads are still decided one by one). Returns
+/// how many entries were removed.
 pub fn filter_list(
     snapshot: &PolicySnapshot,
     c: &Caller<'_>,
     kind: ListKind,
     result: &mut Map<String, Value>,
+    pins: &Pins,
 ) -> usize {
     let (key, action, field) = match kind {
         ListKind::Tools => ("tools", ActionKind::CallTool, "name"),
@@ -277,11 +285,16 @@ pub fn filter_list(
     let Some(Value::Array(items)) = result.get_mut(key) else {
         return 0;
     };
+    let tools = kind == ListKind::Tools;
+    if tools {
+        pins.observe(c.upstream, items, false, c.now);
+    }
     let before = items.len();
     items.retain(|item| {
         item.get(field)
             .and_then(Value::as_str)
             .is_some_and(|name| visible(snapshot, c, action, name))
+            && (!tools || pins.visible(c.upstream, item))
     });
     before - items.len()
 }

@@ -54,6 +54,7 @@ use self::http::{HttpUpstream, UpstreamError};
 use self::local::LocalBinding;
 use self::session::Sessions;
 use self::trail::Trail;
+use crate::inspection::gate::ResultGate;
 use crate::oauth::{self, Authority};
 use crate::unix_now;
 
@@ -606,16 +607,28 @@ async fn post_inner(
     let on_abort = decided
         .as_ref()
         .map(|(seq, name)| trail::on_abort(s, &caller, *seq, name));
+    // IO-1..IO-3: the answer to a decided call is inspected before the agent sees it.
+    let gate = decided.as_ref().and_then(|(seq, name)| {
+        ResultGate::new(
+            &s.authority.inspection,
+            &claims,
+            &format!("{}/{name}", up.name),
+            *seq,
+        )
+    });
     let answer = contain::call(s, &claims, id.as_ref(), on_abort, async {
         match &up.link {
             UpstreamLink::Http(http) => {
                 relay::forward(
-                    s, up, http, &claims, &caller, headers, permitted, list, initialize,
+                    s, up, http, &claims, &caller, headers, permitted, list, initialize, gate,
                 )
                 .await
             }
             UpstreamLink::Stdio(child) => {
-                stdio_front::forward(s, up, child, &claims, &caller, headers, permitted, list).await
+                stdio_front::forward(
+                    s, up, child, &claims, &caller, headers, permitted, list, gate,
+                )
+                .await
             }
         }
     })

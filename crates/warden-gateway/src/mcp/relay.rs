@@ -17,6 +17,8 @@ use super::http::{self, FORWARDED_RESPONSE_HEADERS, HttpUpstream, UpstreamError}
 use super::local::LocalBinding;
 use super::trail::Trail;
 use super::{McpState, Upstream, UpstreamLink, admit, check_session, header_str, rpc_error};
+use crate::inspection::InspectedSse;
+use crate::inspection::gate::ResultGate;
 use crate::unix_now;
 
 /// Sends the permitted bytes upstream and relays the answer (filtered for list calls).
@@ -31,6 +33,7 @@ pub(super) async fn forward(
     permitted: Permitted,
     list: Option<warden_mcp::ListKind>,
     initialize: bool,
+    gate: Option<ResultGate>,
 ) -> Response {
     let id = permitted.frame().id().cloned();
     let answer = match http
@@ -64,9 +67,39 @@ pub(super) async fn forward(
         );
     }
     let out = relayed_head(&parts);
-    let body = match list {
-        None => Body::new(body),
-        Some(kind) => {
+    let body = match (list, gate) {
+        (None, None) => Body::new(body),
+        (None, Some(gate)) => {
+            let max = s.authority.inspection.config.max_result_bytes;
+            // Room for the JSON around the text the limit counts.
+            let max_event = max.saturating_mul(2).saturating_add(64 << 10);
+            if http::is_sse(&parts.headers) {
+                Body::new(InspectedSse::new(Body::new(body), gate, max_event))
+            } else {
+                let Ok(raw) = to_bytes(Body::new(body), max_event).await else {
+                    return upstream_failed(
+                        &up.name,
+                        id.as_ref(),
+                        &UpstreamError::Body("the answer is too large or cut off".into()),
+                    );
+                };
+                match serde_json::from_slice::<Value>(&raw) {
+                    Ok(mut v) => {
+                        gate.apply(&mut v);
+                        Body::from(v.to_string())
+                    }
+                    // Not JSON: it cannot be inspected, so it is not shown.
+                    Err(_) => {
+                        return upstream_failed(
+                            &up.name,
+                            id.as_ref(),
+                            &UpstreamError::Body("the answer is not JSON".into()),
+                        );
+                    }
+                }
+            }
+        }
+        (Some(kind), _) => {
             let Ok(raw) = to_bytes(Body::new(body), http::MAX_READ_ANSWER).await else {
                 return upstream_failed(
                     &up.name,
@@ -79,7 +112,13 @@ pub(super) async fn forward(
             // slip an unfiltered list past Warden under another id.
             let filter = |v: &mut Value| {
                 if let Some(Value::Object(result)) = v.get_mut("result") {
-                    decide::filter_list(&snapshot, caller, kind, result);
+                    decide::filter_list(
+                        &snapshot,
+                        caller,
+                        kind,
+                        result,
+                        &s.authority.inspection.pins,
+                    );
                 }
             };
             if http::is_sse(&parts.headers) {

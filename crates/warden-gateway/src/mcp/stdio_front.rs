@@ -18,6 +18,7 @@ use super::http::UpstreamError;
 use super::relay::upstream_failed;
 use super::stdio::StdioUpstream;
 use super::{McpState, Upstream, is_stateless};
+use crate::inspection::gate::ResultGate;
 
 #[allow(clippy::too_many_arguments)]
 pub async fn forward(
@@ -29,6 +30,7 @@ pub async fn forward(
     headers: &HeaderMap,
     permitted: Permitted,
     list: Option<warden_mcp::ListKind>,
+    gate: Option<ResultGate>,
 ) -> Response {
     let frame = permitted.frame();
     let id = frame.id().cloned();
@@ -62,7 +64,16 @@ pub async fn forward(
     };
     if let (Some(kind), Some(Value::Object(result))) = (list, answer.get_mut("result")) {
         let snapshot = s.authority.engine.snapshot();
-        decide::filter_list(&snapshot, caller, kind, result);
+        decide::filter_list(
+            &snapshot,
+            caller,
+            kind,
+            result,
+            &s.authority.inspection.pins,
+        );
+    }
+    if let Some(g) = &gate {
+        g.apply(&mut answer);
     }
     held::restore(&mut answer, id.as_ref(), is_stateless(headers));
     axum::Json(answer).into_response()

@@ -23,7 +23,7 @@ use warden_audit::OutcomeRecord;
 use warden_core::{ActionKind, Decision, Effect};
 use warden_identity::token::AccessClaims;
 use warden_mcp::{RequestId, codes};
-use warden_policy::PolicySnapshot;
+use warden_policy::{ContentContext, PolicySnapshot};
 
 use super::decide::{self, Caller, Refusal};
 use super::local::LocalBinding;
@@ -202,9 +202,42 @@ pub(crate) async fn decide_and_record(
         limit_used: limits.used_percent(&subject),
         ..*caller
     };
+    // IO-1, IO-2: the arguments are inspected; what is found enters the decision.
+    let inspection = &s.authority.inspection;
+    let check = inspection.check_arguments(&resource, claims.autonomy, arguments);
+    let taint = inspection.taints.get(agent, subject.task, caller.now);
+    let content = ContentContext {
+        tainted: taint.is_some(),
+        findings: check.tags,
+    };
+    // EP-4: a tool is called only while its definition is the approved one.
+    let pinned = if kind == ActionKind::CallTool && inspection.pins.enabled() {
+        if inspection.pins.stale(caller.upstream, caller.now) {
+            crate::tools_api::refresh(s, caller.upstream).await;
+        }
+        inspection.pins.check(caller.upstream, name)
+    } else {
+        Ok(())
+    };
     // HC-3: an open breaker refuses before anything is decided or forwarded.
     let mut outcome = match breakers.admit(agent, &resource) {
-        Ok(()) => decide::decide(snapshot, caller, kind, name, arguments),
+        Ok(()) => match (&check.block, pinned) {
+            (_, Err(p)) => Err(Refusal {
+                code: codes::DENIED,
+                reason_id: p.reason_id,
+                message: format!("{} {resource}: {}", kind.as_str(), p.message),
+                decision: Decision::default_deny(p.message),
+                approval: None,
+            }),
+            (Some(why), Ok(())) => Err(Refusal {
+                code: codes::DENIED,
+                reason_id: "content_blocked",
+                message: format!("{} {resource}: {why}", kind.as_str()),
+                decision: Decision::default_deny(why.clone()),
+                approval: None,
+            }),
+            (None, Ok(())) => decide::decide(snapshot, caller, kind, name, arguments, content),
+        },
         Err(open) => {
             let message = open.message(agent);
             Err(Refusal {
@@ -216,6 +249,31 @@ pub(crate) async fn decide_and_record(
             })
         }
     };
+    // IO-1: once the task has received an injection, its high-risk calls need a human,
+    // whatever the policy allows and however sure the detector was.
+    if let (Ok(d), Some(t)) = (&outcome, &taint)
+        && inspection.high_risk(&resource)
+    {
+        let mut d = d.clone();
+        d.effect = Effect::RequireApproval;
+        let why = format!(
+            "the task is tainted: content from {} carried a prompt injection ({}); its \
+             high-risk calls need a human's approval",
+            t.source, t.finding
+        );
+        d.reasons.push(why.clone());
+        outcome = Err(Refusal {
+            code: codes::APPROVAL_REQUIRED,
+            reason_id: "approval_required",
+            message: format!(
+                "{} {resource} needs a human's approval: {why}",
+                kind.as_str()
+            ),
+            decision: d,
+            approval: None,
+        });
+    }
+    inspection.alert(agent, &resource, "arguments", &check.alerts);
     let mut approved = false;
     if let Err(r) = &mut outcome
         && r.decision.effect == Effect::RequireApproval
@@ -290,6 +348,7 @@ pub(crate) async fn decide_and_record(
     r.action = kind.as_str().to_owned();
     r.resource.clone_from(&resource);
     r.stated_reason = caller.reason.map(str::to_owned);
+    r.findings = check.findings;
     let r = s.authority.audit.with_arguments(r, arguments);
     let mut r = audit::with_decision(
         r,

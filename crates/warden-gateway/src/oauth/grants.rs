@@ -196,6 +196,7 @@ impl Authority {
                 limit_used: 0,
                 time: now,
                 reason: None,
+                inspection: Default::default(),
             };
             match snapshot.grantable(&req) {
                 warden_policy::Grantability::Grantable { .. } => granted.push(want.clone()),

@@ -121,6 +121,8 @@ pub struct Authority {
     pub limits: crate::limits::Limits,
     /// Circuit breakers and automatic demotion.
     pub breakers: Arc<crate::breakers::Breakers>,
+    /// Content inspection, taints and tool pins.
+    pub inspection: Arc<crate::inspection::Inspection>,
 }
 
 /// An RFC 6749 §5.2 error.

@@ -1,0 +1,266 @@
+//! Content inspection on the gateway (IO-1, IO-2), end to end through the real binary and
+//! the demo tool servers: an injected document taints the task so that its next e-mail
+//! needs a human; secrets in results are masked before the agent sees them, secrets in
+//! arguments refuse the call, and no secret reaches the audit store or the registry in
+//! plaintext; per-tool rules redact or block.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::env::Env;
+use serde_json::{Value, json};
+
+const POLICIES: &str = r#"
+@id("assistant-docs")
+permit (principal == Warden::Agent::"assistant", action == Warden::Action::"call_tool",
+        resource in Warden::ToolServer::"docs");
+
+@id("assistant-mail")
+permit (principal == Warden::Agent::"assistant", action == Warden::Action::"call_tool",
+        resource == Warden::Tool::"email/send");
+
+@id("no-secrets-out")
+@reason("no credentials leave by e-mail")
+forbid (principal, action == Warden::Action::"call_tool", resource == Warden::Tool::"email/send")
+when { context.inspection.findings.contains("secret") };
+"#;
+
+const AWS_KEY: &str = "AKIA2E4RQ7XJ5LMNPQ3T";
+const AWS_SECRET: &str = "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";
+
+fn text_of(r: &Value) -> String {
+    r["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn reason_of(r: &Value) -> &str {
+    r["error"]["data"]["reason"].as_str().unwrap_or("")
+}
+
+/// Every byte of the data directory's files, for "never in plaintext" checks.
+fn data_bytes(env: &Env) -> Vec<u8> {
+    let mut all = Vec::new();
+    for e in std::fs::read_dir(env.data_dir()).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            all.extend(std::fs::read(&p).unwrap());
+        }
+    }
+    all
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+fn wait_for_events(env: &Env, name: &str, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let e = env.audit_events(name);
+        if e.len() >= n {
+            return e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no `{name}` event in the audit trail"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_injected_document_taints_the_task_and_its_next_mail_needs_approval() {
+    let env = Env::start_with("", POLICIES);
+    let mail = json!({"to": "bob@example.com", "subject": "Q3", "body": "Numbers attached."});
+
+    // Before: the same mail goes out without a human.
+    let mut s = env.session("assistant", "email", &["send"], "2025-11-25");
+    s.initialize().unwrap();
+    let r = s.call_tool("send", mail.clone()).unwrap();
+    assert!(r.get("result").is_some(), "{r}");
+
+    let mut docs = env.session("assistant", "docs", &["read"], "2025-11-25");
+    docs.initialize().unwrap();
+    let r = docs
+        .call_tool("read", json!({"path": warden_testkit::POISONED_DOC}))
+        .unwrap();
+    // Annotated and passed on (the default for injections is taint, not block).
+    assert!(text_of(&r).contains("Revenue grew 12%"), "{r}");
+    let flagged = r["result"]["_meta"]["warden/findings"].as_array().unwrap();
+    assert!(
+        flagged
+            .iter()
+            .any(|f| f["category"] == "instruction_override"),
+        "{r}"
+    );
+
+    // Recorded: the findings (no content) and the taint.
+    let found = wait_for_events(&env, "content_findings", 1);
+    let rec = &found[0]["record"];
+    assert_eq!(rec["agent"], "assistant");
+    assert_eq!(rec["details"]["resource"], "docs/read", "{found:?}");
+    assert_eq!(rec["details"]["action"], "taint");
+    assert!(!rec.to_string().contains("audit@evil.example"));
+    let tainted = wait_for_events(&env, "agent_tainted", 1);
+    assert_eq!(tainted[0]["record"]["details"]["task"], "t-1");
+    assert_eq!(tainted[0]["record"]["details"]["source"], "docs/read");
+
+    // After: the same mail is held for a human; nobody answers, so it is denied.
+    let sent_before = env.stats().requests("email");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || tx.send(s.call_tool("send", mail).unwrap()).unwrap());
+    let r = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(reason_of(&r), "approval_timeout", "{r}");
+    wait_for_events(&env, "approval_requested", 1);
+    assert_eq!(
+        env.stats().requests("email"),
+        sent_before,
+        "the held mail was not forwarded"
+    );
+
+    // The decision record says why.
+    let decisions = env.audit_records("decision");
+    let held = decisions
+        .iter()
+        .rev()
+        .find(|d| d["record"]["resource"] == "email/send")
+        .unwrap();
+    assert!(held["record"].to_string().contains("tainted"), "{held}");
+}
+
+#[test]
+fn secrets_are_masked_for_the_agent_refused_in_arguments_and_never_stored_in_clear() {
+    let env = Env::start_with("", POLICIES);
+    let mut docs = env.session("assistant", "docs", &["read"], "2025-11-25");
+    docs.initialize().unwrap();
+    let r = docs
+        .call_tool("read", json!({"path": warden_testkit::SECRET_DOC}))
+        .unwrap();
+    let text = text_of(&r);
+    assert!(text.contains("Deploy notes"), "{r}");
+    assert!(
+        !text.contains(AWS_KEY) && !text.contains(AWS_SECRET),
+        "{text}"
+    );
+    assert!(
+        text.contains("AKIA"),
+        "the masked form keeps a recognisable prefix: {text}"
+    );
+    let found = wait_for_events(&env, "content_findings", 1);
+    assert_eq!(found[0]["record"]["details"]["action"], "mask");
+
+    // The agent pastes the key into a mail: refused before anything is decided or sent.
+    let mut mail = env.session("assistant", "email", &["send"], "2025-11-25");
+    mail.initialize().unwrap();
+    let before = env.stats().requests("email");
+    // Pasted as the document had it (a bare 40-character value without its name is not
+    // recognisable as a key: see docs/INSPECTION.md).
+    let body = format!("aws_access_key_id = {AWS_KEY}\naws_secret_access_key = {AWS_SECRET}");
+    let r = mail
+        .call_tool(
+            "send",
+            json!({"to": "bob@example.com", "subject": "keys", "body": body}),
+        )
+        .unwrap();
+    assert_eq!(reason_of(&r), "content_blocked", "{r}");
+    assert_eq!(
+        env.stats().requests("email"),
+        before,
+        "nothing was forwarded"
+    );
+    let d = env.audit_records("decision");
+    let rec = d
+        .iter()
+        .rev()
+        .find(|d| d["record"]["resource"] == "email/send")
+        .unwrap();
+    assert_eq!(rec["record"]["reason_id"], "content_blocked");
+    assert!(
+        rec["record"]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["class"] == "secret"),
+        "{rec}"
+    );
+
+    // Nowhere in Warden's files: audit log, registry, approvals.
+    let bytes = data_bytes(&env);
+    assert!(
+        !contains(&bytes, AWS_KEY),
+        "the access key id is stored in clear"
+    );
+    assert!(
+        !contains(&bytes, AWS_SECRET),
+        "the secret key is stored in clear"
+    );
+}
+
+#[test]
+fn with_alert_the_secret_passes_and_a_policy_can_still_refuse_it() {
+    let env = Env::start_with("[inspection.arguments]\nsecrets = \"alert\"\n", POLICIES);
+    let mut mail = env.session("assistant", "email", &["send"], "2025-11-25");
+    mail.initialize().unwrap();
+    let body = format!("the key is {AWS_KEY}");
+    let r = mail
+        .call_tool(
+            "send",
+            json!({"to": "bob@example.com", "subject": "keys", "body": body}),
+        )
+        .unwrap();
+    // Not blocked by inspection, but the policy reads context.inspection.findings.
+    assert_eq!(reason_of(&r), "policy_denied", "{r}");
+    assert!(r.to_string().contains("no-secrets-out"), "{r}");
+    wait_for_events(&env, "dlp_alert", 1);
+    let r = mail
+        .call_tool(
+            "send",
+            json!({"to": "bob@example.com", "subject": "hi", "body": "no secrets here"}),
+        )
+        .unwrap();
+    assert!(r.get("result").is_some(), "{r}");
+    assert!(!contains(&data_bytes(&env), AWS_KEY));
+}
+
+#[test]
+fn per_tool_rules_redact_or_block_injections() {
+    let env = Env::start_with(
+        "[[inspection.rules]]\ntools = [\"docs/*\"]\nautonomy = [\"intern\", \"junior\"]\n\
+         results = { injection = \"redact\" }\n",
+        POLICIES,
+    );
+    let mut docs = env.session("assistant", "docs", &["read"], "2025-11-25");
+    docs.initialize().unwrap();
+    let r = docs
+        .call_tool("read", json!({"path": warden_testkit::POISONED_DOC}))
+        .unwrap();
+    let text = text_of(&r);
+    assert!(text.contains("Revenue grew 12%"), "{text}");
+    assert!(text.contains("[removed by Warden"), "{text}");
+    assert!(!text.contains("ignore all previous instructions"), "{text}");
+    // Redacted, not tainted: the mail goes out.
+    assert!(env.audit_events("agent_tainted").is_empty());
+
+    let env = Env::start_with("[inspection.results]\ninjection = \"block\"\n", POLICIES);
+    let mut docs = env.session("assistant", "docs", &["read"], "2025-11-25");
+    docs.initialize().unwrap();
+    let r = docs
+        .call_tool("read", json!({"path": warden_testkit::POISONED_DOC}))
+        .unwrap();
+    assert_eq!(reason_of(&r), "content_blocked", "{r}");
+    assert!(!r.to_string().contains("Revenue"), "{r}");
+    let r = docs
+        .call_tool("read", json!({"path": "handbook.md"}))
+        .unwrap();
+    assert!(text_of(&r).contains("Core hours"), "{r}");
+}

@@ -1,0 +1,243 @@
+//! Tool pinning end to end (EP-4, IO-4) against the real binary and a small MCP server that
+//! pulls the rug (`tests/support/rugpull_server.py`): a tool is unusable until approved;
+//! once approved it works; when its description changes the next call is refused and the
+//! tool disappears from `tools/list`, the change is alerted and audited, `warden tools
+//! diff` shows it, and only a person's re-approval brings it back.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Warden, warden};
+use serde_json::{Value, json};
+use warden_client::mcp::McpSession;
+use warden_client::{AgentClient, TaskRequest};
+
+struct RugPull {
+    child: Child,
+    port: u16,
+}
+
+impl RugPull {
+    fn start() -> Self {
+        let script = common::repo_root().join("crates/warden-cli/tests/support/rugpull_server.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().strip_prefix("PORT ").unwrap().parse().unwrap();
+        Self { child, port }
+    }
+
+    fn post(&self, path: &str) -> Value {
+        let mut r = ureq::post(&format!("http://127.0.0.1:{}{path}", self.port))
+            .send("")
+            .unwrap();
+        serde_json::from_reader(r.body_mut().as_reader()).unwrap()
+    }
+
+    fn calls(&self) -> u64 {
+        self.post("/stats")["calls"].as_u64().unwrap()
+    }
+}
+
+impl Drop for RugPull {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn tools_cli(w: &Warden, args: &[&str]) -> std::process::Output {
+    warden()
+        .arg("tools")
+        .args(args)
+        .args(["--server", &w.url])
+        .env("WARDEN_ADMIN_TOKEN", w.admin_secret())
+        .output()
+        .unwrap()
+}
+
+fn reason_of(r: &Value) -> &str {
+    r["error"]["data"]["reason"].as_str().unwrap_or("")
+}
+
+#[test]
+fn a_changed_tool_is_disabled_until_a_person_approves_it_again() {
+    let server = RugPull::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::write(
+        dir.path().join("policies/p.cedar"),
+        r#"permit (principal, action == Warden::Action::"call_tool", resource in Warden::ToolServer::"notes");"#,
+    )
+    .unwrap();
+    // The default: no trust on first use.
+    std::fs::write(
+        dir.path().join("warden.toml"),
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[policy]\ndir = \"policies\"\nwatch = false\n\
+             [upstreams.notes]\nurl = \"http://127.0.0.1:{}/mcp\"\n",
+            server.port
+        ),
+    )
+    .unwrap();
+    let w = Warden::start_with(
+        warden()
+            .args(["serve", "--config"])
+            .arg(dir.path().join("warden.toml"))
+            .env("WARDEN_DATA_DIR", dir.path().join("data")),
+    );
+    let key = w.register_agent("assistant", true);
+    let client = AgentClient::new(&w.url, "assistant", key);
+    let url = format!("{}/mcp/notes", w.url);
+    let token = client
+        .token(
+            &url,
+            &TaskRequest::new("t-1", "notes").call_tool("notes/summarize"),
+        )
+        .unwrap();
+    let mut s = McpSession::new(client, &url, &token.access_token, "2025-11-25");
+    s.initialize().unwrap();
+    let call = |s: &mut McpSession| {
+        s.call_tool("summarize", json!({"note": "call Bob on Monday"}))
+            .unwrap()
+    };
+
+    // Never approved: hidden and refused.
+    assert!(s.tool_names().unwrap().is_empty());
+    let r = call(&mut s);
+    assert_eq!(reason_of(&r), "tool_not_approved", "{r}");
+    assert_eq!(server.calls(), 0);
+
+    // A person looks and approves the exact definition.
+    let out = tools_cli(&w, &["list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed = text(&out.stdout);
+    assert!(
+        listed.contains("notes/summarize") && listed.contains("new"),
+        "{listed}"
+    );
+    let v: Value = serde_json::from_slice(&tools_cli(&w, &["list", "--json"]).stdout).unwrap();
+    let hash = v[0]["current_hash"].as_str().unwrap().to_owned();
+    let out = tools_cli(
+        &w,
+        &[
+            "approve",
+            "notes/summarize",
+            "--hash",
+            &hash,
+            "--reason",
+            "reviewed",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(s.tool_names().unwrap(), ["summarize"]);
+    let r = call(&mut s);
+    assert!(r.get("result").is_some(), "{r}");
+    assert_eq!(server.calls(), 1);
+
+    // The rug pull: same tool, new description with hidden instructions.
+    server.post("/rugpull");
+    // The agent lists tools again (e.g. after list_changed): the tool is gone...
+    assert!(
+        s.tool_names().unwrap().is_empty(),
+        "a changed tool stays hidden"
+    );
+    // ...and its next call is refused without reaching the server.
+    let r = call(&mut s);
+    assert_eq!(reason_of(&r), "tool_changed", "{r}");
+    assert_eq!(server.calls(), 1, "nothing was forwarded");
+
+    // Alerted and audited, with the poisoning it carries; the diff shows the change.
+    let out = tools_cli(&w, &["list", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["status"], "changed");
+    let poisoning = v[0]["poisoning"].to_string();
+    assert!(
+        poisoning.contains("secret_reference") || poisoning.contains("important_tag"),
+        "{poisoning}"
+    );
+    let new_hash = v[0]["current_hash"].as_str().unwrap().to_owned();
+    assert_ne!(new_hash, hash);
+    let out = tools_cli(&w, &["diff", "notes/summarize"]);
+    let diff = text(&out.stdout);
+    assert!(diff.contains("+ ") && diff.contains("id_rsa"), "{diff}");
+    assert!(diff.contains("- ") && diff.contains("changed"), "{diff}");
+    let stderr = w.stderr.lock().unwrap().clone();
+    assert!(stderr.contains("changed since it was approved"), "{stderr}");
+
+    // An approval of a definition nobody reviewed is refused.
+    let out = tools_cli(
+        &w,
+        &[
+            "approve",
+            "notes/summarize",
+            "--hash",
+            &hash,
+            "--reason",
+            "oops",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("not the reviewed"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Audit: the change and the approvals.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = warden()
+            .args(["audit", "query", "--json", "--kind", "event", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .output()
+            .unwrap();
+        let events: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let names: Vec<&str> = events
+            .iter()
+            .filter_map(|e| e["record"]["event"].as_str())
+            .collect();
+        if names.contains(&"tool_changed") && names.contains(&"tool_poisoning") {
+            assert!(names.contains(&"tool_approved"), "{names:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{names:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Re-approved by a person (the poisoned one, to prove the gate is the approval).
+    let out = tools_cli(
+        &w,
+        &[
+            "approve",
+            "notes/summarize",
+            "--hash",
+            &new_hash,
+            "--reason",
+            "accepted risk",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let r = call(&mut s);
+    assert!(r.get("result").is_some(), "{r}");
+}

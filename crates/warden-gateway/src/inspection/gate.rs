@@ -1,0 +1,319 @@
+//! The result gate (IO-1..IO-3): every string of a tool result, resource or prompt result is
+//! inspected before the agent sees it, and the configured actions applied in place:
+//! injection → annotate (`_meta["warden/findings"]`), redact, block or taint; secrets and
+//! personal data → allow, mask, block or alert; oversize → block or truncate. Findings are
+//! audited (no content; DLP values masked).
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+use warden_config::{ContentActions, DlpAction, InjectionAction, Oversize};
+use warden_identity::token::AccessClaims;
+use warden_inspect::{Kind, Report};
+use warden_mcp::codes;
+
+use super::{Inspection, Taint, describe, dlp_action, rules_of, walk};
+
+/// What replaces a passage removed as a prompt injection.
+pub const REDACTED: &str = "[removed by Warden: possible prompt injection]";
+
+/// The `_meta` key findings are reported under in a result the agent receives.
+pub const FINDINGS_META_KEY: &str = "warden/findings";
+
+/// Inspects the answers to one forwarded call.
+#[derive(Debug, Clone)]
+pub struct ResultGate {
+    inspection: Arc<Inspection>,
+    agent: String,
+    task: String,
+    resource: String,
+    decision_seq: u64,
+    actions: ContentActions,
+}
+
+impl ResultGate {
+    /// The gate for the answer to the call on `resource` recorded as `decision_seq`; `None`
+    /// when inspection is off.
+    pub fn new(
+        inspection: &Arc<Inspection>,
+        claims: &AccessClaims,
+        resource: &str,
+        decision_seq: u64,
+    ) -> Option<Self> {
+        inspection.config.enabled.then(|| Self {
+            actions: inspection.result_actions(resource, claims.autonomy),
+            inspection: Arc::clone(inspection),
+            agent: claims.client_id.clone(),
+            task: claims
+                .task()
+                .map_or_else(String::new, |t| t.task_id.clone()),
+            resource: resource.to_owned(),
+            decision_seq,
+        })
+    }
+
+    /// The error that replaces a blocked answer.
+    fn refusal(&self, msg: &Value, reason: &str, message: &str) -> Value {
+        json!({
+            "jsonrpc": "2.0",
+            "id": msg.get("id").cloned().unwrap_or(Value::Null),
+            "error": {
+                "code": codes::DENIED,
+                "message": message,
+                "data": {"reason": reason, "resource": self.resource},
+            },
+        })
+    }
+
+    /// Inspects one JSON-RPC message and acts on it in place. Only answers with a `result`
+    /// are touched; everything else passes as it is.
+    pub fn apply(&self, msg: &mut Value) {
+        let Some(Value::Object(result)) = msg.get_mut("result") else {
+            return;
+        };
+        let config = &self.inspection.config;
+        let size = text_bytes(result);
+        if size > config.max_result_bytes {
+            match config.oversize {
+                Oversize::Block => {
+                    let why = format!(
+                        "the result of {} holds {size} bytes of text, over the {} allowed \
+                         (inspection.max_result_bytes)",
+                        self.resource, config.max_result_bytes
+                    );
+                    self.record("oversize", &[], "block");
+                    *msg = self.refusal(msg, "result_too_large", &why);
+                    return;
+                }
+                Oversize::Truncate => truncate(result, config.max_result_bytes),
+            }
+        }
+        let inspector = &self.inspection.inspector;
+        let actions = self.actions;
+        let mut findings = Vec::new();
+        let mut injection_rules = String::new();
+        let mut block: Option<String> = None;
+        let mut alerts = Vec::new();
+        // Whether anything was found that is not simply allowed through.
+        let mut acted = false;
+        let mut masked = false;
+        walk::strings_mut(result, "/result", &mut |path, text| {
+            let report = inspector.inspect(text, Kind::ToolResult);
+            if report.findings.is_empty() && report.dlp.is_empty() {
+                return;
+            }
+            describe(&report, path, &mut findings);
+            if report.injection {
+                if !injection_rules.is_empty() {
+                    injection_rules.push_str(", ");
+                }
+                injection_rules.push_str(&rules_of(&report));
+                if actions.injection == InjectionAction::Block && block.is_none() {
+                    block = Some(format!(
+                        "the result at {path} reads as a prompt injection ({})",
+                        rules_of(&report)
+                    ));
+                }
+            }
+            acted |= report.injection;
+            for m in &report.dlp {
+                let action = dlp_action(actions, m.class);
+                acted |= action != DlpAction::Allow;
+                masked |= action == DlpAction::Mask;
+                match action {
+                    DlpAction::Block if block.is_none() => {
+                        block = Some(format!(
+                            "the result at {path} carries {} ({})",
+                            m.class.as_str(),
+                            m.rule
+                        ));
+                    }
+                    DlpAction::Alert if !alerts.contains(&m.rule) => alerts.push(m.rule),
+                    _ => {}
+                }
+            }
+            let redact = report.injection && actions.injection == InjectionAction::Redact;
+            if let Some(new) = rewrite(text, &report, redact, actions) {
+                *text = new;
+            }
+        });
+        if !acted {
+            return;
+        }
+        self.inspection
+            .alert(&self.agent, &self.resource, "result", &alerts);
+        if let Some(why) = block {
+            self.record("findings", &findings, "block");
+            *msg = self.refusal(msg, "content_blocked", &why);
+            return;
+        }
+        let injected = !injection_rules.is_empty();
+        let action = match actions.injection {
+            _ if !injected && masked => "mask",
+            _ if !injected => "alert",
+            InjectionAction::Annotate => "annotate",
+            InjectionAction::Redact => "redact",
+            InjectionAction::Block => "block",
+            InjectionAction::Taint => "taint",
+        };
+        if injected {
+            annotate(result, &findings);
+        }
+        self.record("findings", &findings, action);
+        if injected && actions.injection == InjectionAction::Taint {
+            self.taint(&injection_rules);
+        }
+    }
+
+    /// The audit event of what this result showed.
+    fn record(&self, what: &str, findings: &[Value], action: &str) {
+        self.inspection.audit.event(
+            warden_audit::EventRecord::new(crate::audit::now_ms(), "content_findings", "warden")
+                .agent(&self.agent)
+                .detail("resource", self.resource.as_str())
+                .detail("decision_seq", self.decision_seq)
+                .detail("task", self.task.as_str())
+                .detail("direction", "result")
+                .detail("what", what)
+                .detail("action", action)
+                .detail("findings", Value::Array(findings.to_vec())),
+        );
+    }
+
+    fn taint(&self, rules: &str) {
+        let i = &self.inspection;
+        let now = crate::unix_now();
+        let expires_at = now.saturating_add(i64::try_from(i.config.taint_secs).unwrap_or(i64::MAX));
+        i.taints.add(
+            &self.agent,
+            Taint {
+                task: self.task.clone(),
+                source: self.resource.clone(),
+                finding: rules.to_owned(),
+                expires_at,
+            },
+        );
+        tracing::warn!(target: "warden::inspection", agent = %self.agent, task = %self.task,
+            source = %self.resource, rules, "task tainted: its high-risk calls now need approval");
+        i.audit.event(
+            warden_audit::EventRecord::new(crate::audit::now_ms(), "agent_tainted", "warden")
+                .agent(&self.agent)
+                .reason(&format!(
+                    "injection finding ({rules}) in content from {}",
+                    self.resource
+                ))
+                .detail("task", self.task.as_str())
+                .detail("source", self.resource.as_str())
+                .detail("decision_seq", self.decision_seq)
+                .detail("expires_at", expires_at),
+        );
+        let record = warden_store::TaintRecord {
+            agent: self.agent.clone(),
+            task: self.task.clone(),
+            source: self.resource.clone(),
+            finding: rules.to_owned(),
+            decision_seq: Some(self.decision_seq),
+            tainted_at: now,
+            expires_at,
+        };
+        let store = i.store.clone();
+        let write = async move {
+            if let Err(e) = warden_store::ContentStore::taint(&store, record).await {
+                tracing::error!(target: "warden::inspection",
+                    "the taint could not be stored (it holds until restart): {e}");
+            }
+        };
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(write);
+        }
+    }
+}
+
+/// Total bytes of the strings an answer carries.
+fn text_bytes(result: &Map<String, Value>) -> usize {
+    let mut n = 0usize;
+    walk::strings(result, "", &mut |_, s| n = n.saturating_add(s.len()));
+    n
+}
+
+/// Cuts strings, in document order, so that their total fits `max` bytes.
+pub(super) fn truncate(result: &mut Map<String, Value>, max: usize) {
+    let mut left = max;
+    walk::strings_mut(result, "", &mut |_, s| {
+        if s.len() <= left {
+            left -= s.len();
+            return;
+        }
+        let cut = s.floor_char_boundary(left);
+        let dropped = s.len() - cut;
+        s.truncate(cut);
+        s.push_str(&format!(" … [truncated by Warden: {dropped} more bytes]"));
+        left = 0;
+    });
+}
+
+/// `text` with injection passages removed (when `redact`) and DLP values masked where the
+/// action says so; `None` when nothing changes.
+pub(super) fn rewrite(
+    text: &str,
+    r: &Report,
+    redact: bool,
+    actions: ContentActions,
+) -> Option<String> {
+    let mut cuts: Vec<(usize, usize, &str)> = Vec::new();
+    if redact {
+        cuts.extend(r.findings.iter().map(|f| (f.start, f.end, REDACTED)));
+    }
+    cuts.extend(
+        r.dlp
+            .iter()
+            .filter(|m| dlp_action(actions, m.class) == DlpAction::Mask)
+            .map(|m| (m.start, m.end, m.masked.as_str())),
+    );
+    if cuts.is_empty() {
+        return None;
+    }
+    // Earlier first; of two starting together, the longer (it covers the other).
+    cuts.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (start, end, with) in cuts {
+        let (start, end) = (
+            text.floor_char_boundary(start),
+            text.ceil_char_boundary(end),
+        );
+        if start < at {
+            // Overlaps the previous replacement, which grows to cover it.
+            at = at.max(end);
+            continue;
+        }
+        out.push_str(text.get(at..start).unwrap_or_default());
+        out.push_str(with);
+        at = end;
+    }
+    out.push_str(text.get(at..).unwrap_or_default());
+    Some(out)
+}
+
+/// Adds `_meta["warden/findings"]` (category, rule, score: no content) to a result.
+fn annotate(result: &mut Map<String, Value>, findings: &[Value]) {
+    let summary: Vec<Value> = findings
+        .iter()
+        .filter(|f| f.get("category").is_some())
+        .map(|f| {
+            let field = |k: &str| f.get(k).cloned().unwrap_or(Value::Null);
+            json!({
+                "category": field("category"),
+                "rule": field("rule"),
+                "score": field("score"),
+                "path": field("path"),
+            })
+        })
+        .collect();
+    let meta = result
+        .entry("_meta")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(m) = meta {
+        m.insert(FINDINGS_META_KEY.into(), Value::Array(summary));
+    }
+}

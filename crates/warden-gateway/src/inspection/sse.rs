@@ -1,0 +1,168 @@
+//! An SSE answer inspected event by event: progress notifications and server requests
+//! stream through as they come; an event carrying a result is held until it is complete,
+//! inspected ([`ResultGate::apply`]) and sent on rewritten. A stream that ends inside an
+//! event has that last event inspected too, and an event larger than the limit is replaced
+//! by an error: nothing reaches the agent uninspected.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes};
+use http_body::Frame;
+use serde_json::Value;
+
+use super::gate::ResultGate;
+
+/// The SSE body of an answer, inspected.
+#[derive(Debug)]
+pub struct InspectedSse {
+    inner: Body,
+    gate: ResultGate,
+    pending: Vec<u8>,
+    /// How far `pending` has been searched for the end of an event.
+    scanned: usize,
+    /// The most bytes one event may hold.
+    max_event: usize,
+    done: bool,
+}
+
+impl InspectedSse {
+    pub fn new(inner: Body, gate: ResultGate, max_event: usize) -> Self {
+        Self {
+            inner,
+            gate,
+            pending: Vec::new(),
+            scanned: 0,
+            max_event,
+            done: false,
+        }
+    }
+
+    /// Takes every complete event out of `pending`, each inspected.
+    fn complete_events(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some((end, sep)) = event_end(&self.pending, self.scanned.saturating_sub(3)) {
+            let rest = self.pending.split_off(end + sep);
+            let mut event = std::mem::replace(&mut self.pending, rest);
+            event.truncate(end);
+            self.scanned = 0;
+            out.extend_from_slice(&self.process(&event));
+        }
+        self.scanned = self.pending.len();
+        out
+    }
+
+    /// One event (without its blank line), inspected, with its blank line.
+    fn process(&self, event: &[u8]) -> Vec<u8> {
+        let text = String::from_utf8_lossy(event);
+        let mut data = String::new();
+        let mut others = Vec::new();
+        for line in text.lines() {
+            match line.strip_prefix("data:") {
+                Some(d) => {
+                    if !data.is_empty() {
+                        data.push('\n');
+                    }
+                    data.push_str(d.strip_prefix(' ').unwrap_or(d));
+                }
+                None => others.push(line),
+            }
+        }
+        let mut out = Vec::with_capacity(event.len() + 2);
+        match serde_json::from_str::<Value>(&data) {
+            Ok(mut v) if v.get("result").is_some() => {
+                self.gate.apply(&mut v);
+                for l in others {
+                    out.extend_from_slice(l.as_bytes());
+                    out.push(b'\n');
+                }
+                out.extend_from_slice(b"data: ");
+                out.extend_from_slice(v.to_string().as_bytes());
+                out.push(b'\n');
+            }
+            _ => {
+                out.extend_from_slice(event);
+                out.push(b'\n');
+            }
+        }
+        out.push(b'\n');
+        out
+    }
+
+    fn too_large(&self) -> Vec<u8> {
+        let v = serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": null,
+            "error": {
+                "code": warden_mcp::codes::DENIED,
+                "message": format!("an event of the answer exceeds {} bytes and was not inspected", self.max_event),
+                "data": {"reason": "result_too_large"},
+            },
+        });
+        format!("event: message\ndata: {v}\n\n").into_bytes()
+    }
+}
+
+/// Where the first event ends (`\n\n`, `\r\n\r\n` or `\r\r`) and the separator's length.
+pub(super) fn event_end(b: &[u8], from: usize) -> Option<(usize, usize)> {
+    let mut i = from;
+    while i + 1 < b.len() {
+        match (b.get(i), b.get(i + 1)) {
+            (Some(b'\n'), Some(b'\n')) => return Some((i, 2)),
+            (Some(b'\r'), Some(b'\n'))
+                if b.get(i + 2) == Some(&b'\r') && b.get(i + 3) == Some(&b'\n') =>
+            {
+                return Some((i, 4));
+            }
+            (Some(b'\r'), Some(b'\r')) => return Some((i, 2)),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+impl http_body::Body for InspectedSse {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue; // trailers: none in SSE
+                    };
+                    this.pending.extend_from_slice(&data);
+                    let out = this.complete_events();
+                    if this.pending.len() > this.max_event {
+                        this.done = true;
+                        let mut out = out;
+                        out.extend_from_slice(&this.too_large());
+                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                    }
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                    }
+                }
+                Poll::Ready(None) => {
+                    this.done = true;
+                    if this.pending.iter().all(u8::is_ascii_whitespace) {
+                        return Poll::Ready(None);
+                    }
+                    let last = std::mem::take(&mut this.pending);
+                    let out = this.process(&last);
+                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                }
+            }
+        }
+    }
+}
