@@ -7,6 +7,9 @@
 # is started too, as a plain keep-alive reverse proxy in front of the same upstream, and
 # measured in the same run: the yardstick for what one extra hop costs on this machine.
 # Usage: scripts/bench-mcp.sh [seconds] [--json]
+# Environment: BENCH_CALL=4k measures `docs/read` of a 4 KiB document (the content-inspection
+# path) instead of `crm/read_contact`; BENCH_INSPECTION=off turns content inspection off,
+# to isolate its cost.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
@@ -21,20 +24,41 @@ tpid=$!
 mkdir "$work/policies"
 cat > "$work/policies/bench.cedar" <<'CEDAR'
 @id("bench") permit (principal, action == Warden::Action::"call_tool", resource == Warden::Tool::"crm/read_contact");
+@id("bench-docs") permit (principal, action == Warden::Action::"call_tool", resource == Warden::Tool::"docs/read");
 CEDAR
+inspection=true
+[ "${BENCH_INSPECTION:-on}" = off ] && inspection=false
 cat > "$work/warden.toml" <<TOML
 [server]
 listen = "127.0.0.1:18480"
 data_dir = "$work/data"
 [policy]
 dir = "$work/policies"
+[inspection]
+enabled = $inspection
+# The bench's own tool server is trusted on first use (the first call lists its tools).
+[inspection.pinning]
+mode = "tofu"
 [upstreams.crm]
 url = "http://127.0.0.1:18481/crm/mcp"
 [upstreams.crm.credential]
 header = "Authorization"
 prefix = "Bearer "
 secret = { env = "BENCH_UPSTREAM_SECRET" }
+[upstreams.docs]
+url = "http://127.0.0.1:18481/docs/mcp"
+[upstreams.docs.credential]
+header = "Authorization"
+prefix = "Bearer "
+secret = { env = "BENCH_UPSTREAM_SECRET" }
 TOML
+call=(--upstream crm --tool read_contact --arguments '{"id":"c-1"}')
+path=crm
+if [ "${BENCH_CALL:-}" = 4k ]; then
+  call=(--upstream docs --tool read --arguments '{"path":"policy-4k.md"}')
+  path=docs
+fi
+echo "call: ${call[*]}; content inspection: $inspection"
 BENCH_UPSTREAM_SECRET=bench-upstream-secret RUST_LOG=warn "$bin" serve --config "$work/warden.toml" >"$work/out" &
 wpid=$!
 for _ in $(seq 100); do grep -q wdn_admin_ "$work/out" 2>/dev/null && break; sleep 0.1; done
@@ -67,7 +91,7 @@ http {
 NGINX
   "$nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log" &
   npid=$!
-  proxy=(--proxy http://127.0.0.1:18482/crm/mcp)
+  proxy=(--proxy "http://127.0.0.1:18482/$path/mcp")
   echo "nginx: $("$nginx" -v 2>&1 | cut -d/ -f2), one worker per core, keep-alive upstream"
 else
   echo "nginx not installed: no plain-proxy yardstick (apt-get install nginx-light)"
@@ -75,7 +99,7 @@ fi
 rss() { awk '/VmRSS/ {print $2 " kB"}' /proc/$wpid/status; }
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%F)"
 echo "warden RSS idle: $(rss)"
-"$bin" bench mcp --server http://127.0.0.1:18480 --direct http://127.0.0.1:18481/crm/mcp \
+"$bin" bench mcp --server http://127.0.0.1:18480 --direct "http://127.0.0.1:18481/$path/mcp" "${call[@]}" \
   --direct-header "Authorization: Bearer bench-upstream-secret" --seconds "$secs" "${proxy[@]}" "$@"
 # Who committed the audit records: calls on their own thread (leader) or the writer thread.
 curl -s http://127.0.0.1:18480/metrics | grep -E "^warden_audit_(records_written|commits|leader_commits)_total" || true

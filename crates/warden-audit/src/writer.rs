@@ -639,9 +639,8 @@ fn commit_batch(sh: &Shared, c: &mut Committer, mut batch: Batch, by_leader: boo
             }
             Err(e) => {
                 let msg = e.to_string();
-                for ack in batch.acks.drain(..).flatten() {
-                    let _ = ack.send(Err(msg.clone()));
-                }
+                // The health counters first: a refused caller that looks at the metrics
+                // must see the failure it was refused for.
                 health.failed.fetch_add(n, Ordering::Relaxed);
                 if !health.failing.swap(true, Ordering::Relaxed) {
                     tracing::error!(
@@ -653,6 +652,9 @@ fn commit_batch(sh: &Shared, c: &mut Committer, mut batch: Batch, by_leader: boo
                     last.clone_from(&msg);
                 }
                 c.lost += n;
+                for ack in batch.acks.drain(..).flatten() {
+                    let _ = ack.send(Err(msg.clone()));
+                }
                 Committed::Failed(msg)
             }
         }

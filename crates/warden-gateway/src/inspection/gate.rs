@@ -65,10 +65,19 @@ impl ResultGate {
         })
     }
 
-    /// Inspects one JSON-RPC message and acts on it in place. Only answers with a `result`
-    /// are touched; everything else passes as it is.
+    /// Inspects one JSON-RPC message and acts on it in place. Only answers are touched (a
+    /// `result`, or an upstream's `error`, whose message and data reach the agent too);
+    /// everything else passes as it is.
     pub fn apply(&self, msg: &mut Value) {
-        let Some(Value::Object(result)) = msg.get_mut("result") else {
+        let key = if msg.get("result").is_some() {
+            "result"
+        } else if msg.get("error").is_some() {
+            "error"
+        } else {
+            return;
+        };
+        let base = if key == "result" { "/result" } else { "/error" };
+        let Some(Value::Object(result)) = msg.get_mut(key) else {
             return;
         };
         let config = &self.inspection.config;
@@ -97,7 +106,7 @@ impl ResultGate {
         // Whether anything was found that is not simply allowed through.
         let mut acted = false;
         let mut masked = false;
-        walk::strings_mut(result, "/result", &mut |path, text| {
+        walk::strings_mut(result, base, &mut |path, text| {
             let report = inspector.inspect(text, Kind::ToolResult);
             if report.findings.is_empty() && report.dlp.is_empty() {
                 return;
@@ -156,7 +165,7 @@ impl ResultGate {
             InjectionAction::Block => "block",
             InjectionAction::Taint => "taint",
         };
-        if injected {
+        if injected && key == "result" {
             annotate(result, &findings);
         }
         self.record("findings", &findings, action);

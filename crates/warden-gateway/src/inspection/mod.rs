@@ -23,6 +23,8 @@ use warden_core::AutonomyLevel;
 use warden_inspect::{DataClass, Inspector, Kind, Report};
 use warden_store::SqliteStore;
 
+pub use crate::limits::glob;
+
 pub use self::sse::InspectedSse;
 pub use self::taints::{Taint, Taints};
 
@@ -48,28 +50,6 @@ pub struct ArgumentCheck {
     pub block: Option<String>,
     /// DLP rules whose action is `alert`.
     pub alerts: Vec<&'static str>,
-}
-
-/// Does `pattern` (`*` matches any run of characters) match `text`?
-pub fn glob(pattern: &str, text: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let Some(first) = parts.next() else {
-        return text.is_empty();
-    };
-    let Some(mut rest) = text.strip_prefix(first) else {
-        return false;
-    };
-    let parts: Vec<&str> = parts.collect();
-    let Some((last, middle)) = parts.split_last() else {
-        return rest.is_empty();
-    };
-    for p in middle {
-        match rest.find(p) {
-            Some(i) => rest = rest.get(i + p.len()..).unwrap_or_default(),
-            None => return false,
-        }
-    }
-    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 impl Inspection {

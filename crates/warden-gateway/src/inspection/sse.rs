@@ -70,7 +70,7 @@ impl InspectedSse {
         }
         let mut out = Vec::with_capacity(event.len() + 2);
         match serde_json::from_str::<Value>(&data) {
-            Ok(mut v) if v.get("result").is_some() => {
+            Ok(mut v) if v.get("result").is_some() || v.get("error").is_some() => {
                 self.gate.apply(&mut v);
                 for l in others {
                     out.extend_from_slice(l.as_bytes());
