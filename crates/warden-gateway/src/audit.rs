@@ -42,15 +42,21 @@ impl Audit {
         })
     }
 
-    /// The arguments as recorded: their digest and their redacted form.
+    /// The arguments as recorded: their digest and their redacted form. `no_secrets`: the
+    /// arguments were inspected on the way and hold no secret, so the DLP pass is skipped.
     pub fn with_arguments(
         &self,
         mut r: DecisionRecord,
         args: Option<&Map<String, Value>>,
+        no_secrets: bool,
     ) -> DecisionRecord {
         if let Some(a) = args {
             r.args_digest = Some(warden_audit::record::args_digest(a));
-            r.args = Some(self.redact(a));
+            r.args = Some(if no_secrets {
+                warden_audit::record::redact_with(a, &self.redact_keys)
+            } else {
+                self.redact(a)
+            });
         }
         r
     }

@@ -68,26 +68,23 @@ pub struct Limits {
     shards: Vec<Mutex<HashMap<(usize, String), State>>>,
 }
 
-/// `*` matches any run of characters.
+/// `*` matches any run of characters. Runs on every decision: no allocation.
 pub fn glob(pattern: &str, s: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let Some(first) = parts.next() else {
-        return true;
+    let Some((head, tail)) = pattern.split_once('*') else {
+        return pattern == s;
     };
-    let Some(mut rest) = s.strip_prefix(first) else {
+    // Between the first and the last `*`: the parts that must appear, in order.
+    let (middle, last) = tail.rsplit_once('*').unwrap_or(("", tail));
+    let Some(mut rest) = s.strip_prefix(head).and_then(|r| r.strip_suffix(last)) else {
         return false;
     };
-    let parts: Vec<&str> = parts.collect();
-    let Some((last, middle)) = parts.split_last() else {
-        return rest.is_empty();
-    };
-    for p in middle {
+    for p in middle.split('*').filter(|p| !p.is_empty()) {
         match rest.find(p) {
             Some(i) => rest = rest.get(i + p.len()..).unwrap_or(""),
             None => return false,
         }
     }
-    rest.len() >= last.len() && rest.ends_with(last)
+    true
 }
 
 impl Limits {

@@ -121,18 +121,13 @@ async fn approve_inner(s: &AdminState, upstream: &str, tool: &str, req: Request)
     reason_required(&a.reason, "an approval")?;
     let pins = &s.mcp.authority.inspection.pins;
     refresh(&s.mcp, upstream).await;
-    let current = pins
-        .status(&[])
-        .into_iter()
-        .find(|t| t.upstream == upstream && t.tool == tool)
-        .and_then(|t| t.current_hash)
-        .ok_or_else(|| {
-            err(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("`{upstream}` does not list a tool `{tool}` now"),
-            )
-        })?;
+    let current = pins.current(upstream, tool).ok_or_else(|| {
+        err(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("`{upstream}` does not list a tool `{tool}` now"),
+        )
+    })?;
     if let Some(h) = &a.hash
         && *h != current
     {

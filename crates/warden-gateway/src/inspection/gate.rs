@@ -12,7 +12,8 @@ use warden_identity::token::AccessClaims;
 use warden_inspect::{Kind, Report};
 use warden_mcp::codes;
 
-use super::{Inspection, Taint, describe, dlp_action, rules_of, walk};
+use super::walk::{self, Scope};
+use super::{Inspection, Taint, describe, dlp_action, rules_of};
 
 /// What replaces a passage removed as a prompt injection.
 pub const REDACTED: &str = "[removed by Warden: possible prompt injection]";
@@ -69,6 +70,12 @@ impl ResultGate {
     /// `result`, or an upstream's `error`, whose message and data reach the agent too);
     /// everything else passes as it is.
     pub fn apply(&self, msg: &mut Value) {
+        // A batch (no longer in MCP, but a client may still read one) is inspected message
+        // by message: nothing passes because of its shape.
+        if let Value::Array(batch) = msg {
+            batch.iter_mut().for_each(|m| self.apply(m));
+            return;
+        }
         let key = if msg.get("result").is_some() {
             "result"
         } else if msg.get("error").is_some() {
@@ -106,7 +113,7 @@ impl ResultGate {
         // Whether anything was found that is not simply allowed through.
         let mut acted = false;
         let mut masked = false;
-        walk::strings_mut(result, base, &mut |path, text| {
+        walk::strings_mut(result, Scope::Content, base, &mut |path, text| {
             let report = inspector.inspect(text, Kind::ToolResult);
             if report.findings.is_empty() && report.dlp.is_empty() {
                 return;
@@ -241,14 +248,16 @@ impl ResultGate {
 /// Total bytes of the strings an answer carries.
 fn text_bytes(result: &Map<String, Value>) -> usize {
     let mut n = 0usize;
-    walk::strings(result, "", &mut |_, s| n = n.saturating_add(s.len()));
+    walk::strings(result, Scope::Content, "", &mut |_, s| {
+        n = n.saturating_add(s.len())
+    });
     n
 }
 
 /// Cuts strings, in document order, so that their total fits `max` bytes.
 pub(super) fn truncate(result: &mut Map<String, Value>, max: usize) {
     let mut left = max;
-    walk::strings_mut(result, "", &mut |_, s| {
+    walk::strings_mut(result, Scope::Content, "", &mut |_, s| {
         if s.len() <= left {
             left -= s.len();
             return;

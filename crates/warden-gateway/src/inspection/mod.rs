@@ -50,6 +50,15 @@ pub struct ArgumentCheck {
     pub block: Option<String>,
     /// DLP rules whose action is `alert`.
     pub alerts: Vec<&'static str>,
+    /// Every string was inspected (inspection is on and there were arguments).
+    pub scanned: bool,
+}
+
+impl ArgumentCheck {
+    /// Inspected, and no secret found: the audit trail need not look again.
+    pub fn no_secrets(&self) -> bool {
+        self.scanned && !self.tags.iter().any(|t| t == DataClass::Secret.as_str())
+    }
 }
 
 impl Inspection {
@@ -125,13 +134,16 @@ impl Inspection {
         let Some(args) = arguments.filter(|_| self.config.enabled) else {
             return out;
         };
-        let actions = self.argument_actions(resource, autonomy);
-        walk::strings(args, "/arguments", &mut |path, text| {
+        out.scanned = true;
+        // Resolved at the first finding: most calls have none.
+        let mut actions = None;
+        walk::strings(args, walk::Scope::All, "/arguments", &mut |path, text| {
             let report = self.inspector.inspect(text, Kind::Argument);
             if report.findings.is_empty() && report.dlp.is_empty() {
                 return;
             }
             describe(&report, path, &mut out.findings);
+            let actions = *actions.get_or_insert_with(|| self.argument_actions(resource, autonomy));
             let mut tag = |t: &str| {
                 if !out.tags.iter().any(|x| x == t) {
                     out.tags.push(t.to_owned());
@@ -195,14 +207,14 @@ pub fn masked_strings(
 ) -> Option<Map<String, Value>> {
     let secret = |m: &warden_inspect::DlpMatch| m.class == DataClass::Secret;
     let mut any = false;
-    walk::strings_all(map, &mut |s| {
+    walk::strings(map, walk::Scope::All, "", &mut |_, s| {
         any = any || inspector.inspect(s, Kind::Argument).dlp.iter().any(secret);
     });
     if !any {
         return None;
     }
     let mut out = map.clone();
-    walk::strings_all_mut(&mut out, &mut |s| {
+    walk::strings_mut(&mut out, walk::Scope::All, "", &mut |_, s| {
         let r = inspector.inspect(s, Kind::Argument);
         if r.dlp.iter().any(secret) {
             let masked = r.mask_where(s, secret).into_owned();

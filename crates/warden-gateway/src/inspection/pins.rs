@@ -156,6 +156,12 @@ impl Pins {
         }
     }
 
+    /// The hash of the definition `upstream` lists now for `tool`, if it lists it.
+    pub fn current(&self, upstream: &str, tool: &str) -> Option<String> {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        state.get(upstream)?.tools.get(tool)?.current.clone()
+    }
+
     /// Is this listed definition the approved one?
     pub fn visible(&self, upstream: &str, def: &Value) -> bool {
         if !self.enabled() {
@@ -302,7 +308,7 @@ impl Pins {
         let Some(m) = def.as_object() else {
             return rules;
         };
-        super::walk::strings(m, "", &mut |path, text| {
+        super::walk::strings(m, super::walk::Scope::All, "", &mut |path, text| {
             if path == "/name" {
                 return;
             }

@@ -9,7 +9,6 @@ use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes};
 use http_body::Frame;
-use serde_json::Value;
 
 use super::gate::ResultGate;
 
@@ -55,38 +54,7 @@ impl InspectedSse {
     /// One event (without its blank line), inspected, with its blank line.
     fn process(&self, event: &[u8]) -> Vec<u8> {
         let text = String::from_utf8_lossy(event);
-        let mut data = String::new();
-        let mut others = Vec::new();
-        for line in text.lines() {
-            match line.strip_prefix("data:") {
-                Some(d) => {
-                    if !data.is_empty() {
-                        data.push('\n');
-                    }
-                    data.push_str(d.strip_prefix(' ').unwrap_or(d));
-                }
-                None => others.push(line),
-            }
-        }
-        let mut out = Vec::with_capacity(event.len() + 2);
-        match serde_json::from_str::<Value>(&data) {
-            Ok(mut v) if v.get("result").is_some() || v.get("error").is_some() => {
-                self.gate.apply(&mut v);
-                for l in others {
-                    out.extend_from_slice(l.as_bytes());
-                    out.push(b'\n');
-                }
-                out.extend_from_slice(b"data: ");
-                out.extend_from_slice(v.to_string().as_bytes());
-                out.push(b'\n');
-            }
-            _ => {
-                out.extend_from_slice(event);
-                out.push(b'\n');
-            }
-        }
-        out.push(b'\n');
-        out
+        crate::mcp::http::rewrite_sse(&text, |v| self.gate.apply(v)).into_bytes()
     }
 
     fn too_large(&self) -> Vec<u8> {

@@ -16,6 +16,9 @@ fn globs_match_whole_names() {
     assert!(glob("*/delete_*", "crm/delete_record"));
     assert!(!glob("*/delete_*", "crm/read_contact"));
     assert!(glob("a*a", "aa") && !glob("a*a", "a"));
+    assert!(glob("a*b*c", "a-b-c") && !glob("a*b*c", "a-c-b"));
+    assert!(glob("a*b*b", "abb") && !glob("a*b*b", "ab"));
+    assert!(glob("", "") && !glob("", "x"));
 }
 
 #[test]
@@ -24,9 +27,22 @@ fn paths_are_json_pointers_and_metadata_is_skipped() {
                                {"type": "image", "data": "AAAA", "mimeType": "image/png"}],
                    "a/b": {"c~d": "x"}, "_meta": {"k": "skip"}, "n": 3});
     let mut seen = Vec::new();
-    walk::strings(v.as_object().unwrap(), "/result", &mut |p, s| {
-        seen.push(format!("{p}={s}"));
+    walk::strings(
+        v.as_object().unwrap(),
+        walk::Scope::Content,
+        "/result",
+        &mut |p, s| {
+            seen.push(format!("{p}={s}"));
+        },
+    );
+    let mut all = 0;
+    walk::strings(v.as_object().unwrap(), walk::Scope::All, "", &mut |_, _| {
+        all += 1
     });
+    assert_eq!(
+        all, 7,
+        "arguments: every string, metadata and payloads included"
+    );
     seen.sort();
     assert_eq!(
         seen,

@@ -4,11 +4,22 @@ use std::fmt::Write as _;
 
 use serde_json::{Map, Value};
 
-/// Members never inspected: protocol metadata and binary payloads.
-fn skipped(key: &str, parent: &Map<String, Value>) -> bool {
+/// Which strings to visit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every string (arguments; masking for the audit trail).
+    All,
+    /// Content only: protocol metadata (`_meta`, `mimeType`) and binary payloads (`blob`,
+    /// base64 image and audio `data`) are left out (results).
+    Content,
+}
+
+fn skipped(scope: Scope, key: &str, parent: &Map<String, Value>) -> bool {
+    if scope == Scope::All {
+        return false;
+    }
     match key {
         "_meta" | "mimeType" | "blob" => true,
-        // Base64 image and audio content.
         "data" => parent
             .get("type")
             .and_then(Value::as_str)
@@ -28,101 +39,83 @@ fn push_key(path: &mut String, key: &str) {
     }
 }
 
-/// Calls `f(path, text)` for every string value under `map` (keys are not visited).
-pub fn strings(map: &Map<String, Value>, base: &str, f: &mut dyn FnMut(&str, &str)) {
-    let mut path = String::from(base);
-    visit_map(map, &mut path, f);
-}
-
-fn visit_map(map: &Map<String, Value>, path: &mut String, f: &mut dyn FnMut(&str, &str)) {
-    for (k, v) in map {
-        if skipped(k, map) {
-            continue;
-        }
-        let len = path.len();
-        push_key(path, k);
-        visit(v, path, f);
-        path.truncate(len);
-    }
-}
-
-fn visit(v: &Value, path: &mut String, f: &mut dyn FnMut(&str, &str)) {
-    match v {
-        Value::String(s) => f(path, s),
-        Value::Array(a) => {
-            for (i, x) in a.iter().enumerate() {
-                let len = path.len();
-                let _ = write!(path, "/{i}");
-                visit(x, path, f);
-                path.truncate(len);
+/// Calls `f(path, text)` for every string value in `scope` under `map` (keys are not
+/// visited).
+pub fn strings(map: &Map<String, Value>, scope: Scope, base: &str, f: &mut dyn FnMut(&str, &str)) {
+    fn visit_map(
+        map: &Map<String, Value>,
+        scope: Scope,
+        path: &mut String,
+        f: &mut dyn FnMut(&str, &str),
+    ) {
+        for (k, v) in map {
+            if skipped(scope, k, map) {
+                continue;
             }
+            let len = path.len();
+            push_key(path, k);
+            visit(v, scope, path, f);
+            path.truncate(len);
         }
-        Value::Object(m) => visit_map(m, path, f),
-        _ => {}
     }
-}
-
-/// Calls `f(path, text)` for every string value under `map`, which may rewrite it.
-pub fn strings_mut(map: &mut Map<String, Value>, base: &str, f: &mut dyn FnMut(&str, &mut String)) {
+    fn visit(v: &Value, scope: Scope, path: &mut String, f: &mut dyn FnMut(&str, &str)) {
+        match v {
+            Value::String(s) => f(path, s),
+            Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    let len = path.len();
+                    let _ = write!(path, "/{i}");
+                    visit(x, scope, path, f);
+                    path.truncate(len);
+                }
+            }
+            Value::Object(m) => visit_map(m, scope, path, f),
+            _ => {}
+        }
+    }
     let mut path = String::from(base);
-    visit_map_mut(map, &mut path, f);
+    visit_map(map, scope, &mut path, f);
 }
 
-fn visit_map_mut(
+/// [`strings`], each string rewritable.
+pub fn strings_mut(
     map: &mut Map<String, Value>,
-    path: &mut String,
+    scope: Scope,
+    base: &str,
     f: &mut dyn FnMut(&str, &mut String),
 ) {
-    let skip: Vec<bool> = map.keys().map(|k| skipped(k, map)).collect();
-    for ((k, v), skip) in map.iter_mut().zip(skip) {
-        if skip {
-            continue;
-        }
-        let len = path.len();
-        push_key(path, k);
-        visit_mut(v, path, f);
-        path.truncate(len);
-    }
-}
-
-fn visit_mut(v: &mut Value, path: &mut String, f: &mut dyn FnMut(&str, &mut String)) {
-    match v {
-        Value::String(s) => f(path, s),
-        Value::Array(a) => {
-            for (i, x) in a.iter_mut().enumerate() {
-                let len = path.len();
-                let _ = write!(path, "/{i}");
-                visit_mut(x, path, f);
-                path.truncate(len);
+    fn visit_map(
+        map: &mut Map<String, Value>,
+        scope: Scope,
+        path: &mut String,
+        f: &mut dyn FnMut(&str, &mut String),
+    ) {
+        let skip: Vec<bool> = map.keys().map(|k| skipped(scope, k, map)).collect();
+        for ((k, v), skip) in map.iter_mut().zip(skip) {
+            if skip {
+                continue;
             }
+            let len = path.len();
+            push_key(path, k);
+            visit(v, scope, path, f);
+            path.truncate(len);
         }
-        Value::Object(m) => visit_map_mut(m, path, f),
-        _ => {}
     }
-}
-
-/// Every string value under `map`, `_meta` and binary payloads included (for masking).
-pub fn strings_all(map: &Map<String, Value>, f: &mut dyn FnMut(&str)) {
-    fn go(v: &Value, f: &mut dyn FnMut(&str)) {
+    fn visit(v: &mut Value, scope: Scope, path: &mut String, f: &mut dyn FnMut(&str, &mut String)) {
         match v {
-            Value::String(s) => f(s),
-            Value::Array(a) => a.iter().for_each(|x| go(x, f)),
-            Value::Object(m) => m.values().for_each(|x| go(x, f)),
+            Value::String(s) => f(path, s),
+            Value::Array(a) => {
+                for (i, x) in a.iter_mut().enumerate() {
+                    let len = path.len();
+                    let _ = write!(path, "/{i}");
+                    visit(x, scope, path, f);
+                    path.truncate(len);
+                }
+            }
+            Value::Object(m) => visit_map(m, scope, path, f),
             _ => {}
         }
     }
-    map.values().for_each(|v| go(v, f));
-}
-
-/// [`strings_all`], each string rewritable.
-pub fn strings_all_mut(map: &mut Map<String, Value>, f: &mut dyn FnMut(&mut String)) {
-    fn go(v: &mut Value, f: &mut dyn FnMut(&mut String)) {
-        match v {
-            Value::String(s) => f(s),
-            Value::Array(a) => a.iter_mut().for_each(|x| go(x, f)),
-            Value::Object(m) => m.values_mut().for_each(|x| go(x, f)),
-            _ => {}
-        }
-    }
-    map.values_mut().for_each(|v| go(v, f));
+    let mut path = String::from(base);
+    visit_map(map, scope, &mut path, f);
 }

@@ -206,6 +206,7 @@ pub(crate) async fn decide_and_record(
     let inspection = &s.authority.inspection;
     let check = inspection.check_arguments(&resource, claims.autonomy, arguments);
     let taint = inspection.taints.get(agent, subject.task, caller.now);
+    let no_secrets = check.no_secrets();
     let content = ContentContext {
         tainted: taint.is_some(),
         findings: check.tags,
@@ -349,7 +350,7 @@ pub(crate) async fn decide_and_record(
     r.resource.clone_from(&resource);
     r.stated_reason = caller.reason.map(str::to_owned);
     r.findings = check.findings;
-    let r = s.authority.audit.with_arguments(r, arguments);
+    let r = s.authority.audit.with_arguments(r, arguments, no_secrets);
     let mut r = audit::with_decision(
         r,
         d,
