@@ -82,7 +82,7 @@ fn approve_deny_timeout_replay_and_the_wrong_approver() {
         });
         rx
     };
-    let before = env.stats().requests("finance");
+    let before = env.stats().calls("finance");
 
     // Approve: the held call proceeds, exactly once.
     let held = transfer(5000, "DE89370400440532013000");
@@ -123,7 +123,7 @@ fn approve_deny_timeout_replay_and_the_wrong_approver() {
             .contains("5000"),
         "{r}"
     );
-    assert_eq!(env.stats().requests("finance"), before + 1);
+    assert_eq!(env.stats().calls("finance"), before + 1);
 
     // The spent approval, presented again: once only; for other arguments: refused.
     let mut s = env.session("assistant", "finance", &["transfer_funds"], "2026-07-28");
@@ -138,7 +138,7 @@ fn approve_deny_timeout_replay_and_the_wrong_approver() {
     };
     assert_eq!(reason_of(&present(&mut s, 9000)), "approval_mismatch");
     assert_eq!(reason_of(&present(&mut s, 5000)), "approval_used");
-    assert_eq!(env.stats().requests("finance"), before + 1);
+    assert_eq!(env.stats().calls("finance"), before + 1);
 
     // Deny: the held call is refused with the approver's reason.
     let held = transfer(4000, "FR7630006000011234567890189");
@@ -165,7 +165,7 @@ fn approve_deny_timeout_replay_and_the_wrong_approver() {
         .unwrap();
     assert_eq!(reason_of(&r), "approval_timeout");
     assert!(started.elapsed() >= Duration::from_millis(1500));
-    assert_eq!(env.stats().requests("finance"), before + 1);
+    assert_eq!(env.stats().calls("finance"), before + 1);
 
     // Audited: who asked, who decided and why, who was refused; the call names its approval.
     let all = events(&env);
@@ -304,7 +304,7 @@ fn a_held_call_reports_progress_to_a_client_that_asks() {
 #[test]
 fn a_held_call_whose_client_goes_away_is_recorded() {
     let env = Env::start();
-    let before = env.stats().requests("finance");
+    let before = env.stats().calls("finance");
     let mut s = env
         .session("assistant", "finance", &["transfer_funds"], "2026-07-28")
         .with_timeout(Duration::from_millis(700));
@@ -325,5 +325,5 @@ fn a_held_call_whose_client_goes_away_is_recorded() {
     assert_eq!(gone["record"]["decision"], "deny", "{gone}");
     assert_eq!(gone["record"]["action"], "call_tool", "{gone}");
     assert_eq!(gone["record"]["agent"], "assistant", "{gone}");
-    assert_eq!(env.stats().requests("finance"), before);
+    assert_eq!(env.stats().calls("finance"), before);
 }

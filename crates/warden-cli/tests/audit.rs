@@ -57,7 +57,7 @@ fn stop(env: Env) -> tempfile::TempDir {
 fn every_request_leaves_exactly_one_decision_record_and_the_log_verifies() {
     let env = Env::start();
     let data = env.data_dir();
-    let before = env.stats().requests("crm");
+    let before = env.stats().calls("crm");
     let mut s = env
         .session(
             "assistant",
@@ -87,7 +87,7 @@ fn every_request_leaves_exactly_one_decision_record_and_the_log_verifies() {
     assert_eq!(status, 401);
     let bad = s.post_raw(b"{not json", &[]).unwrap();
     assert_eq!(bad.status, 400, "{bad:?}");
-    let forwarded = env.stats().requests("crm") - before;
+    let forwarded = env.stats().calls("crm") - before;
 
     let dir = stop(env);
     let all = records(&data, &["--kind", "decision"]);
@@ -171,7 +171,7 @@ fn every_request_leaves_exactly_one_decision_record_and_the_log_verifies() {
     assert_eq!(outcomes.len(), 1, "{outcomes:#?}");
     assert_eq!(outcomes[0]["record"]["decision_seq"], mcp[0]["seq"]);
     assert_eq!(outcomes[0]["record"]["status"], "ok");
-    assert_eq!(forwarded, 2, "the allowed call and the list were forwarded");
+    assert_eq!(forwarded, 1, "the allowed call was forwarded, and no other");
     // Lifecycle: the agents the test registered, the start, the policy set, the stop.
     let events = records(&data, &["--kind", "event"]);
     let names: Vec<&str> = events

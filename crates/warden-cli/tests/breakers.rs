@@ -123,7 +123,7 @@ permit (principal == Warden::Agent::"assistant", action == Warden::Action::"call
     std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(reason(&call(&mut s)), "ok");
     assert_eq!(reason(&call(&mut s)), "ok");
-    assert_eq!(back.stats.requests("crm"), 2);
+    assert_eq!(back.stats.calls("crm"), 2);
 
     let opened = eventually("breaker_opened", || {
         events(&env, "breaker_opened").into_iter().next()

@@ -236,7 +236,7 @@ fn a_cap_denies_the_call_past_it_and_says_which_limit_and_when() {
         )
         .unwrap()
     };
-    let before = env.stats().requests("crm");
+    let before = env.stats().calls("crm");
     for _ in 0..3 {
         let r = note(&mut s);
         assert!(r.get("result").is_some(), "{r}");
@@ -249,7 +249,7 @@ fn a_cap_denies_the_call_past_it_and_says_which_limit_and_when() {
         "{msg}"
     );
     assert!(msg.contains("resets in"), "{msg}");
-    assert_eq!(env.stats().requests("crm"), before + 3);
+    assert_eq!(env.stats().calls("crm"), before + 3);
     // Another agent has its own count.
     let mut other = env.session("other", "crm", &["read_contact"], "2026-07-28");
     assert!(!denied(

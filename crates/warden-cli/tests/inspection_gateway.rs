@@ -116,14 +116,14 @@ fn an_injected_document_taints_the_task_and_its_next_mail_needs_approval() {
     assert_eq!(tainted[0]["record"]["details"]["source"], "docs/read");
 
     // After: the same mail is held for a human; nobody answers, so it is denied.
-    let sent_before = env.stats().requests("email");
+    let sent_before = env.stats().calls("email");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || tx.send(s.call_tool("send", mail).unwrap()).unwrap());
     let r = rx.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(reason_of(&r), "approval_timeout", "{r}");
     wait_for_events(&env, "approval_requested", 1);
     assert_eq!(
-        env.stats().requests("email"),
+        env.stats().calls("email"),
         sent_before,
         "the held mail was not forwarded"
     );
@@ -162,7 +162,7 @@ fn secrets_are_masked_for_the_agent_refused_in_arguments_and_never_stored_in_cle
     // The agent pastes the key into a mail: refused before anything is decided or sent.
     let mut mail = env.session("assistant", "email", &["send"], "2025-11-25");
     mail.initialize().unwrap();
-    let before = env.stats().requests("email");
+    let before = env.stats().calls("email");
     // Pasted as the document had it (a bare 40-character value without its name is not
     // recognisable as a key: see docs/INSPECTION.md).
     let body = format!("aws_access_key_id = {AWS_KEY}\naws_secret_access_key = {AWS_SECRET}");
@@ -173,11 +173,7 @@ fn secrets_are_masked_for_the_agent_refused_in_arguments_and_never_stored_in_cle
         )
         .unwrap();
     assert_eq!(reason_of(&r), "content_blocked", "{r}");
-    assert_eq!(
-        env.stats().requests("email"),
-        before,
-        "nothing was forwarded"
-    );
+    assert_eq!(env.stats().calls("email"), before, "nothing was forwarded");
     let d = env.audit_records("decision");
     let rec = d
         .iter()

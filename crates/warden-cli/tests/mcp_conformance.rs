@@ -15,6 +15,7 @@
 
 mod common;
 
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -221,4 +222,56 @@ fn every_conformance_check_ends_the_same_through_warden_as_directly() {
         differences.join("\n"),
         w.stderr.lock().unwrap()
     );
+
+    // IO-3 against a real peer: server-everything's `get-structured-content` declares an
+    // output schema (from zod) and keeps to it; Warden validates and passes the result.
+    let endpoint = format!("http://127.0.0.1:{local}/mcp/everything");
+    let (session, _) = post_mcp(
+        &endpoint,
+        None,
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "warden-test", "version": "1"}}}),
+    );
+    let session = session.expect("a session id");
+    post_mcp(
+        &endpoint,
+        Some(&session),
+        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    );
+    let (_, answer) = post_mcp(
+        &endpoint,
+        Some(&session),
+        &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "get-structured-content", "arguments": {"location": "Chicago"}}}),
+    );
+    let answer = answer.expect("an answer");
+    assert_eq!(
+        answer["result"]["structuredContent"]["temperature"], 36,
+        "{answer}"
+    );
+}
+
+/// One MCP POST; the session id the answer carries and its JSON-RPC message (JSON or the
+/// SSE event holding it).
+fn post_mcp(url: &str, session: Option<&str>, body: &Value) -> (Option<String>, Option<Value>) {
+    let mut req = ureq::post(url)
+        .header("Accept", "application/json, text/event-stream")
+        .header("MCP-Protocol-Version", "2025-06-18");
+    if let Some(s) = session {
+        req = req.header("Mcp-Session-Id", s);
+    }
+    let mut r = req.send_json(body).unwrap();
+    let session = r
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    let message = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .chain(std::iter::once(text.as_str()))
+        .find_map(|d| serde_json::from_str::<Value>(d.trim()).ok());
+    (session, message)
 }

@@ -76,6 +76,15 @@ fn tools_cli(w: &Warden, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// The `warden tools list --json` row of `tool`.
+fn row<'a>(v: &'a Value, tool: &str) -> &'a Value {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["tool"] == tool)
+        .unwrap_or_else(|| panic!("{tool} not listed: {v}"))
+}
+
 fn reason_of(r: &Value) -> &str {
     r["error"]["data"]["reason"].as_str().unwrap_or("")
 }
@@ -137,7 +146,10 @@ fn a_changed_tool_is_disabled_until_a_person_approves_it_again() {
         "{listed}"
     );
     let v: Value = serde_json::from_slice(&tools_cli(&w, &["list", "--json"]).stdout).unwrap();
-    let hash = v[0]["current_hash"].as_str().unwrap().to_owned();
+    let hash = row(&v, "summarize")["current_hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let out = tools_cli(
         &w,
         &[
@@ -170,13 +182,16 @@ fn a_changed_tool_is_disabled_until_a_person_approves_it_again() {
     // Alerted and audited, with the poisoning it carries; the diff shows the change.
     let out = tools_cli(&w, &["list", "--json"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v[0]["status"], "changed");
-    let poisoning = v[0]["poisoning"].to_string();
+    assert_eq!(row(&v, "summarize")["status"], "changed");
+    let poisoning = row(&v, "summarize")["poisoning"].to_string();
     assert!(
         poisoning.contains("secret_reference") || poisoning.contains("important_tag"),
         "{poisoning}"
     );
-    let new_hash = v[0]["current_hash"].as_str().unwrap().to_owned();
+    let new_hash = row(&v, "summarize")["current_hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_ne!(new_hash, hash);
     let out = tools_cli(&w, &["diff", "notes/summarize"]);
     let diff = text(&out.stdout);
@@ -240,4 +255,90 @@ fn a_changed_tool_is_disabled_until_a_person_approves_it_again() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let r = call(&mut s);
     assert!(r.get("result").is_some(), "{r}");
+}
+
+/// IO-3: a tool that declares an output schema is held to it. Pinning is off here: the
+/// output gate keeps its own view of the tools (listed before the first call).
+#[test]
+fn results_that_break_the_declared_output_schema_are_refused() {
+    let server = RugPull::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::write(
+        dir.path().join("policies/p.cedar"),
+        r#"permit (principal, action == Warden::Action::"call_tool", resource in Warden::ToolServer::"notes");"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("warden.toml"),
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[policy]\ndir = \"policies\"\nwatch = false\n\
+             [upstreams.notes]\nurl = \"http://127.0.0.1:{}/mcp\"\n\
+             [inspection.pinning]\nmode = \"off\"\n",
+            server.port
+        ),
+    )
+    .unwrap();
+    let w = Warden::start_with(
+        warden()
+            .args(["serve", "--config"])
+            .arg(dir.path().join("warden.toml"))
+            .env("WARDEN_DATA_DIR", dir.path().join("data")),
+    );
+    let key = w.register_agent("assistant", true);
+    let client = AgentClient::new(&w.url, "assistant", key);
+    let url = format!("{}/mcp/notes", w.url);
+    let token = client
+        .token(
+            &url,
+            &TaskRequest::new("t-1", "balance").call_tool("notes/balance"),
+        )
+        .unwrap();
+    let mut s = McpSession::new(client, &url, &token.access_token, "2025-11-25");
+    s.initialize().unwrap();
+
+    // Kept to: the structured result reaches the agent as sent.
+    let r = s.call_tool("balance", json!({"account": "ACC-1"})).unwrap();
+    assert_eq!(r["result"]["structuredContent"]["balance"], 1234.5, "{r}");
+
+    // Broken: refused, naming where and which keyword, never the value.
+    server.post("/garble");
+    let r = s.call_tool("balance", json!({"account": "ACC-1"})).unwrap();
+    assert_eq!(reason_of(&r), "output_schema_violation", "{r}");
+    let message = r["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("/balance") && message.contains("type"),
+        "{message}"
+    );
+    assert!(!r.to_string().contains("ask again later"), "{r}");
+    assert_eq!(
+        server.calls(),
+        2,
+        "the upstream answered; Warden refused the answer"
+    );
+
+    // Audited, without the value either.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = warden()
+            .args(["audit", "query", "--json", "--kind", "event", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .output()
+            .unwrap();
+        let events: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let found = events.iter().find(|e| {
+            e["record"]["event"] == "content_findings"
+                && e["record"]["details"]["what"] == "output_schema"
+        });
+        if let Some(e) = found {
+            assert_eq!(e["record"]["details"]["action"], "block", "{e}");
+            assert!(!e.to_string().contains("ask again later"), "{e}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no output_schema finding: {events:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -45,6 +45,11 @@ pub struct InspectionConfig {
     /// content cut to fit, marked as cut).
     #[serde(default)]
     pub oversize: Oversize,
+    /// What happens to a tool result that breaks the tool's declared `outputSchema` (or
+    /// lacks the `structuredContent` it promises): `block` (an error instead), `alert`
+    /// (passed, audited and logged) or `off` (not checked).
+    #[serde(default)]
+    pub output_schema: OutputSchemaAction,
     /// Per-tool and per-autonomy overrides; the first matching rule wins.
     #[serde(default)]
     pub rules: Vec<InspectionRule>,
@@ -108,6 +113,16 @@ pub enum DlpAction {
     Block,
     /// Let it through and raise an alert (audit event and warning log).
     Alert,
+}
+
+/// What to do with a result that breaks its tool's declared output schema.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputSchemaAction {
+    #[default]
+    Block,
+    Alert,
+    Off,
 }
 
 /// What to do with an oversize result.
@@ -275,6 +290,7 @@ impl Default for InspectionConfig {
             taint_secs: default_taint_secs(),
             max_result_bytes: default_max_result(),
             oversize: Oversize::Block,
+            output_schema: OutputSchemaAction::Block,
             rules: Vec::new(),
             pinning: PinningConfig::default(),
         }

@@ -25,8 +25,8 @@ pub use approvals::ApprovalsConfig;
 pub use audit::{AuditConfig, AuditDurability, DurabilityMode};
 pub use breakers::BreakersConfig;
 pub use inspection::{
-    ContentActions, DlpAction, InjectionAction, InspectionConfig, InspectionRule, Oversize,
-    PartialActions, PinMode, PinningConfig,
+    ContentActions, DlpAction, InjectionAction, InspectionConfig, InspectionRule,
+    OutputSchemaAction, Oversize, PartialActions, PinMode, PinningConfig,
 };
 pub use limits::{LimitConfig, LimitKind, LimitScope};
 pub use secret::{Secret, SecretError, SecretRef};

@@ -65,6 +65,7 @@ pub struct DemoOptions {
 #[derive(Debug, Default)]
 pub struct Stats {
     requests: [AtomicU64; 4],
+    calls: [AtomicU64; 4],
     authorizations: Mutex<BTreeSet<String>>,
 }
 
@@ -75,6 +76,17 @@ impl Stats {
             .iter()
             .position(|s| *s == service)
             .and_then(|i| self.requests.get(i))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Operations received by `service`: `tools/call`, `resources/read` and `prompts/get`
+    /// requests (not the handshakes and listings Warden makes on its own, e.g. to keep
+    /// its view of the tools current).
+    pub fn calls(&self, service: &str) -> u64 {
+        SERVICES
+            .iter()
+            .position(|s| *s == service)
+            .and_then(|i| self.calls.get(i))
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
@@ -91,7 +103,11 @@ impl Stats {
             .iter()
             .map(|s| ((*s).to_owned(), json!(self.requests(s))))
             .collect();
-        json!({"requests": counts, "authorizations": self.authorizations()})
+        let calls: serde_json::Map<String, serde_json::Value> = SERVICES
+            .iter()
+            .map(|s| ((*s).to_owned(), json!(self.calls(s))))
+            .collect();
+        json!({"requests": counts, "calls": calls, "authorizations": self.authorizations()})
     }
 }
 
@@ -209,11 +225,28 @@ async fn count(
     next: Next,
 ) -> Response {
     let service = req.uri().path().trim_start_matches('/');
-    if let Some(i) = SERVICES.iter().position(|s| service.starts_with(s))
-        && let Some(c) = stats.requests.get(i)
-    {
+    let index = SERVICES.iter().position(|s| service.starts_with(s));
+    if let Some(c) = index.and_then(|i| stats.requests.get(i)) {
         c.fetch_add(1, Ordering::Relaxed);
     }
+    // Operations are told apart by the JSON-RPC method in the body.
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 << 20).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "too large\n").into_response();
+    };
+    #[derive(Deserialize)]
+    struct Method<'a> {
+        #[serde(borrow)]
+        method: Option<&'a str>,
+    }
+    let operation = serde_json::from_slice::<Method<'_>>(&bytes)
+        .ok()
+        .and_then(|m| m.method)
+        .is_some_and(|m| matches!(m, "tools/call" | "resources/read" | "prompts/get"));
+    if operation && let Some(c) = index.and_then(|i| stats.calls.get(i)) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+    let req = Request::from_parts(parts, axum::body::Body::from(bytes));
     let auth = req
         .headers()
         .get(header::AUTHORIZATION)

@@ -7,11 +7,13 @@
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
-use warden_config::{ContentActions, DlpAction, InjectionAction, Oversize};
+use warden_config::{ContentActions, DlpAction, InjectionAction, OutputSchemaAction, Oversize};
+use warden_core::ActionKind;
 use warden_identity::token::AccessClaims;
 use warden_inspect::{Kind, Report};
 use warden_mcp::codes;
 
+use super::outputs::Output;
 use super::walk::{self, Scope};
 use super::{Inspection, Taint, describe, dlp_action, rules_of};
 
@@ -30,25 +32,37 @@ pub struct ResultGate {
     resource: String,
     decision_seq: u64,
     actions: ContentActions,
+    /// The called tool's declared output schema (tool calls only).
+    output: Option<Arc<Output>>,
 }
 
 impl ResultGate {
-    /// The gate for the answer to the call on `resource` recorded as `decision_seq`; `None`
-    /// when inspection is off.
+    /// The gate for the answer to the call of `kind` on `upstream/name` recorded as
+    /// `decision_seq`; `None` when inspection is off.
     pub fn new(
         inspection: &Arc<Inspection>,
         claims: &AccessClaims,
-        resource: &str,
+        kind: ActionKind,
+        upstream: &str,
+        name: &str,
         decision_seq: u64,
     ) -> Option<Self> {
-        inspection.config.enabled.then(|| Self {
-            actions: inspection.result_actions(resource, claims.autonomy),
+        if !inspection.config.enabled {
+            return None;
+        }
+        let resource = format!("{upstream}/{name}");
+        let output = (kind == ActionKind::CallTool)
+            .then(|| inspection.pins.output(upstream, name))
+            .flatten();
+        Some(Self {
+            actions: inspection.result_actions(&resource, claims.autonomy),
+            output,
             inspection: Arc::clone(inspection),
             agent: claims.client_id.clone(),
             task: claims
                 .task()
                 .map_or_else(String::new, |t| t.task_id.clone()),
-            resource: resource.to_owned(),
+            resource,
             decision_seq,
         })
     }
@@ -88,6 +102,21 @@ impl ResultGate {
             return;
         };
         let config = &self.inspection.config;
+        // IO-3: checked first, on the structured content exactly as the upstream sent it.
+        if let Some(output) = self.output.as_ref().filter(|_| key == "result")
+            && let Err(why) = output.check(result)
+        {
+            let finding = json!({"rule": "output_schema", "path": "/result/structuredContent", "reason": why});
+            tracing::warn!(target: "warden::inspection", resource = %self.resource, %why,
+                "a tool result breaks the tool's declared output schema");
+            if config.output_schema == OutputSchemaAction::Block {
+                self.record("output_schema", &[finding], "block");
+                let why = format!("the result of {}: {why}", self.resource);
+                *msg = self.refusal(msg, "output_schema_violation", &why);
+                return;
+            }
+            self.record("output_schema", &[finding], "alert");
+        }
         let size = text_bytes(result);
         if size > config.max_result_bytes {
             match config.oversize {

@@ -8,6 +8,7 @@
 //! path except the taint's store write, which runs on the blocking pool after the answer.
 
 pub mod gate;
+pub mod outputs;
 pub mod pins;
 mod sse;
 mod taints;
@@ -73,6 +74,7 @@ impl Inspection {
         Arc::new(Self {
             pins: pins::Pins::new(
                 &config.pinning,
+                config.enabled && config.output_schema != warden_config::OutputSchemaAction::Off,
                 pins,
                 store.clone(),
                 Arc::clone(&audit),

@@ -22,6 +22,7 @@ use warden_config::PinMode;
 use warden_inspect::{Inspector, Kind};
 use warden_store::{ContentStore, SqliteStore, ToolDefinition, ToolPin};
 
+use super::outputs::Output;
 use crate::audit::Audit;
 
 /// SHA-256 (hex) of a tool definition's canonical JSON, and that JSON.
@@ -38,6 +39,8 @@ struct ToolState {
     current: Option<String>,
     /// Poisoning rules the current definition trips.
     poisoning: Vec<&'static str>,
+    /// The output schema of the definition last listed (when results are validated).
+    output: Option<Arc<Output>>,
 }
 
 #[derive(Debug, Default)]
@@ -69,11 +72,14 @@ pub struct ToolStatus {
     pub poisoning: Vec<&'static str>,
 }
 
-/// The pins, in memory for the decision path, written through to the store.
+/// The pins, in memory for the decision path, written through to the store; and Warden's
+/// view of each upstream's tools, which the output gate also reads ([`Pins::output`]).
 #[derive(Debug)]
 pub struct Pins {
     pub mode: PinMode,
     pub refresh_secs: i64,
+    /// Results are checked against declared output schemas (IO-3).
+    outputs: bool,
     state: RwLock<HashMap<String, UpstreamTools>>,
     store: SqliteStore,
     audit: Arc<Audit>,
@@ -83,6 +89,7 @@ pub struct Pins {
 impl Pins {
     pub fn new(
         config: &warden_config::PinningConfig,
+        outputs: bool,
         pins: Vec<ToolPin>,
         store: SqliteStore,
         audit: Arc<Audit>,
@@ -100,6 +107,7 @@ impl Pins {
         }
         Self {
             mode: config.mode,
+            outputs,
             refresh_secs: i64::try_from(config.refresh_secs).unwrap_or(i64::MAX),
             state: RwLock::new(state),
             store,
@@ -112,9 +120,14 @@ impl Pins {
         self.mode != PinMode::Off
     }
 
+    /// Does Warden keep a view of the upstreams' tools (for pins or output schemas)?
+    pub fn tracking(&self) -> bool {
+        self.enabled() || self.outputs
+    }
+
     /// Must the upstream's tools be listed again before a call is decided?
     pub fn stale(&self, upstream: &str, now: i64) -> bool {
-        if !self.enabled() {
+        if !self.tracking() {
             return false;
         }
         let state = self.state.read().unwrap_or_else(|p| p.into_inner());
@@ -154,6 +167,16 @@ impl Pins {
                 ),
             }),
         }
+    }
+
+    /// The compiled output schema of `upstream/tool` as last listed (`None`: never listed,
+    /// or results are not validated).
+    pub fn output(&self, upstream: &str, tool: &str) -> Option<Arc<Output>> {
+        if !self.outputs {
+            return None;
+        }
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        state.get(upstream)?.tools.get(tool)?.output.clone()
     }
 
     /// The hash of the definition `upstream` lists now for `tool`, if it lists it.
@@ -204,9 +227,10 @@ impl Pins {
         complete: bool,
         now: i64,
     ) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
-        if !self.enabled() {
+        if !self.tracking() {
             return None;
         }
+        let pinning = self.enabled();
         let mut fresh: Vec<ToolDefinition> = Vec::new();
         let mut approve: Vec<(String, String)> = Vec::new();
         let mut events = Vec::new();
@@ -225,10 +249,14 @@ impl Pins {
                 };
                 let (h, canonical) = hash(def);
                 let t = up.tools.entry(name.to_owned()).or_default();
+                // Compiled once per definition, here and not on the call path.
+                if self.outputs && t.output.as_ref().is_none_or(|o| o.hash != h) {
+                    t.output = Some(Arc::new(Output::compile(def, &h)));
+                }
                 let known = t.current.as_deref() == Some(h.as_str())
                     || (t.current.is_none() && t.approved.as_deref() == Some(h.as_str()));
                 t.current = Some(h.clone());
-                if known {
+                if known || !pinning {
                     continue;
                 }
                 t.poisoning = self.poisoning(def);

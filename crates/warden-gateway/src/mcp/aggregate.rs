@@ -314,7 +314,9 @@ async fn post_inner(
             let gate = crate::inspection::gate::ResultGate::new(
                 &s.authority.inspection,
                 &claims,
-                &format!("{}/{recorded_name}", up.name),
+                kind,
+                &up.name,
+                &recorded_name,
                 seq,
             );
             let response = super::contain::call(s, &claims, id.as_ref(), None, async {

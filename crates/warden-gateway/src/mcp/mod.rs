@@ -533,7 +533,7 @@ async fn post_inner(
         limit_used: 0,
     };
     let snapshot = s.authority.engine.snapshot();
-    let mut decided: Option<(u64, String)> = None;
+    let mut decided: Option<(u64, String, warden_core::ActionKind)> = None;
     let (decision, list, initialize) = match frame.message() {
         Message::Notification { method } => (
             warden_core::Decision::protocol_allow(format!("notification {method}")),
@@ -563,7 +563,7 @@ async fn post_inner(
             .await
             {
                 Ok((d, seq)) => {
-                    decided = Some((seq, name.to_owned()));
+                    decided = Some((seq, name.to_owned(), kind));
                     (d, None, false)
                 }
                 Err(Ok(refusal)) => {
@@ -606,13 +606,15 @@ async fn post_inner(
     let id = permitted.frame().id().cloned();
     let on_abort = decided
         .as_ref()
-        .map(|(seq, name)| trail::on_abort(s, &caller, *seq, name));
+        .map(|(seq, name, _)| trail::on_abort(s, &caller, *seq, name));
     // IO-1..IO-3: the answer to a decided call is inspected before the agent sees it.
-    let gate = decided.as_ref().and_then(|(seq, name)| {
+    let gate = decided.as_ref().and_then(|(seq, name, kind)| {
         ResultGate::new(
             &s.authority.inspection,
             &claims,
-            &format!("{}/{name}", up.name),
+            *kind,
+            &up.name,
+            name,
             *seq,
         )
     });
@@ -633,7 +635,7 @@ async fn post_inner(
         }
     })
     .await;
-    if let Some((seq, name)) = decided {
+    if let Some((seq, name, _)) = decided {
         trail::outcome(s, trail, &caller, seq, &name, forwarded, &answer);
     }
     answer

@@ -211,33 +211,17 @@ pub(crate) async fn decide_and_record(
         tainted: taint.is_some(),
         findings: check.tags,
     };
-    // EP-4: a tool is called only while its definition is the approved one.
-    let pinned = if kind == ActionKind::CallTool && inspection.pins.enabled() {
-        if inspection.pins.stale(caller.upstream, caller.now) {
-            crate::tools_api::refresh(s, caller.upstream).await;
-        }
-        inspection.pins.check(caller.upstream, name)
-    } else {
-        Ok(())
-    };
     // HC-3: an open breaker refuses before anything is decided or forwarded.
     let mut outcome = match breakers.admit(agent, &resource) {
-        Ok(()) => match (&check.block, pinned) {
-            (_, Err(p)) => Err(Refusal {
-                code: codes::DENIED,
-                reason_id: p.reason_id,
-                message: format!("{} {resource}: {}", kind.as_str(), p.message),
-                decision: Decision::default_deny(p.message),
-                approval: None,
-            }),
-            (Some(why), Ok(())) => Err(Refusal {
+        Ok(()) => match &check.block {
+            Some(why) => Err(Refusal {
                 code: codes::DENIED,
                 reason_id: "content_blocked",
                 message: format!("{} {resource}: {why}", kind.as_str()),
                 decision: Decision::default_deny(why.clone()),
                 approval: None,
             }),
-            (None, Ok(())) => decide::decide(snapshot, caller, kind, name, arguments, content),
+            None => decide::decide(snapshot, caller, kind, name, arguments, content),
         },
         Err(open) => {
             let message = open.message(agent);
@@ -250,6 +234,28 @@ pub(crate) async fn decide_and_record(
             })
         }
     };
+    // EP-4: a tool is called only while its definition is the approved one (IO-3: and its
+    // result is checked against the output schema that definition declares). Asked only
+    // for a call the grant and the policy let through, before anyone is asked to approve
+    // it: a refused call never makes Warden list the upstream's tools.
+    let passes = match &outcome {
+        Ok(_) => true,
+        Err(r) => r.decision.effect == Effect::RequireApproval,
+    };
+    if passes && kind == ActionKind::CallTool && inspection.pins.tracking() {
+        if inspection.pins.stale(caller.upstream, caller.now) {
+            crate::tools_api::refresh(s, caller.upstream).await;
+        }
+        if let Err(p) = inspection.pins.check(caller.upstream, name) {
+            outcome = Err(Refusal {
+                code: codes::DENIED,
+                reason_id: p.reason_id,
+                message: format!("{} {resource}: {}", kind.as_str(), p.message),
+                decision: Decision::default_deny(p.message),
+                approval: None,
+            });
+        }
+    }
     // IO-1: once the task has received an injection, its high-risk calls need a human,
     // whatever the policy allows and however sure the detector was.
     if let (Ok(d), Some(t)) = (&outcome, &taint)
