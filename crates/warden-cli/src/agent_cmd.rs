@@ -107,6 +107,23 @@ enum AgentCommand {
         #[arg(long, value_name = "FILE")]
         key_out: Option<PathBuf>,
     },
+    /// List tainted tasks (content they received carried a prompt injection; their
+    /// high-risk calls need a human's approval until the taint expires or is ended).
+    Taints {
+        /// Only this agent's.
+        #[arg(long)]
+        agent: Option<AgentId>,
+    },
+    /// End a taint after a person has looked at what the task received (audited).
+    Untaint {
+        id: AgentId,
+        /// Only this task's taint (default: every task of the agent).
+        #[arg(long)]
+        task: Option<String>,
+        /// What was checked.
+        #[arg(long)]
+        reason: String,
+    },
     /// Set the agent's autonomy level.
     Autonomy { id: AgentId, level: AutonomyLevel },
     /// Add or remove sponsors.
@@ -170,7 +187,7 @@ enum SponsorCommand {
 }
 
 /// Where registry changes go.
-enum Registry {
+pub(crate) enum Registry {
     /// Straight in the data directory; changes are written to its audit log here.
     Store(SqliteStore, Box<std::sync::Mutex<warden_audit::AuditLog>>),
     /// Through a running Warden's admin API, which audits them itself.
@@ -180,7 +197,7 @@ enum Registry {
 impl Registry {
     /// Writes the audit record of an offline change (the server's own changes are audited
     /// by the server).
-    fn audit(
+    pub(crate) fn audit(
         &self,
         event: &str,
         agent: &AgentId,
@@ -516,7 +533,21 @@ async fn dispatch(store: &Registry, cmd: AgentCommand, json: bool) -> anyhow::Re
             }
             return Ok(ExitCode::SUCCESS);
         }
-        AgentCommand::Show { id } => store.agent(&id).await?,
+        AgentCommand::Show { id } => {
+            let a = store.agent(&id).await?;
+            if !json {
+                print_agent(&a);
+                crate::agent_taints::show(store, &id).await;
+                return Ok(ExitCode::SUCCESS);
+            }
+            a
+        }
+        AgentCommand::Taints { agent } => {
+            return crate::agent_taints::list(store, agent.as_ref(), json).await;
+        }
+        AgentCommand::Untaint { id, task, reason } => {
+            return crate::agent_taints::untaint(store, &id, task.as_deref(), &reason, json).await;
+        }
         AgentCommand::Suspend { id, reason } => {
             store
                 .set_state(&id, AgentState::Suspended, &reason, t)

@@ -2,6 +2,7 @@
 
 mod admin_cmd;
 mod agent_cmd;
+mod agent_taints;
 mod approvals_cmd;
 mod audit_cmd;
 mod bench;

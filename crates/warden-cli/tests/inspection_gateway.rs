@@ -118,7 +118,8 @@ fn an_injected_document_taints_the_task_and_its_next_mail_needs_approval() {
     // After: the same mail is held for a human; nobody answers, so it is denied.
     let sent_before = env.stats().calls("email");
     let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || tx.send(s.call_tool("send", mail).unwrap()).unwrap());
+    let held_mail = mail.clone();
+    std::thread::spawn(move || tx.send(s.call_tool("send", held_mail).unwrap()).unwrap());
     let r = rx.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(reason_of(&r), "approval_timeout", "{r}");
     wait_for_events(&env, "approval_requested", 1);
@@ -136,6 +137,55 @@ fn an_injected_document_taints_the_task_and_its_next_mail_needs_approval() {
         .find(|d| d["record"]["resource"] == "email/send")
         .unwrap();
     assert!(held["record"].to_string().contains("tainted"), "{held}");
+
+    // A person sees the taint, looks at what the task read, and ends it (with a reason):
+    // the task's mail goes out again without a human.
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let out = env.cli(&["agent", "taints"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let listed = text(&out);
+    assert!(
+        listed.contains("assistant") && listed.contains("t-1") && listed.contains("docs/read"),
+        "{listed}"
+    );
+    let out = env.cli(&["agent", "show", "assistant"]);
+    assert!(text(&out).contains("Tainted tasks"), "{}", text(&out));
+    let out = env.cli(&[
+        "agent",
+        "untaint",
+        "assistant",
+        "--task",
+        "t-1",
+        "--reason",
+        " ",
+    ]);
+    assert!(!out.status.success(), "a reason is required");
+    let out = env.cli(&[
+        "agent",
+        "untaint",
+        "assistant",
+        "--task",
+        "t-1",
+        "--reason",
+        "read the document: the instructions were never acted on",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let ended = wait_for_events(&env, "agent_untainted", 1);
+    assert_eq!(ended[0]["record"]["details"]["cleared"], 1, "{ended:?}");
+    let mut s = env.session("assistant", "email", &["send"], "2025-11-25");
+    s.initialize().unwrap();
+    let r = s.call_tool("send", mail).unwrap();
+    assert!(r.get("result").is_some(), "{r}");
+    let out = env.cli(&["agent", "untaint", "assistant", "--reason", "again"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("not tainted"), "{}", text(&out));
+    assert!(text(&env.cli(&["agent", "taints"])).contains("No tainted tasks"));
 }
 
 #[test]

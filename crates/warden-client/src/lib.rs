@@ -536,6 +536,29 @@ impl AdminClient {
         )
     }
 
+    /// The live taints (of one agent, or all).
+    pub fn taints(&self, agent: Option<&str>) -> Result<Value, ClientError> {
+        let q = agent.map_or_else(String::new, |a| {
+            let a: String = form_urlencoded::byte_serialize(a.as_bytes()).collect();
+            format!("?agent={a}")
+        });
+        self.call("GET", &format!("/taints{q}"), None)
+    }
+
+    /// Ends the taint of one task of `agent`, or of all its tasks.
+    pub fn untaint(
+        &self,
+        agent: &str,
+        task: Option<&str>,
+        reason: &str,
+    ) -> Result<Value, ClientError> {
+        self.call(
+            "POST",
+            &format!("/agents/{agent}/untaint"),
+            Some(json!({"task": task, "reason": reason})),
+        )
+    }
+
     /// Approves (`true`) or denies a pending approval, with a reason.
     pub fn decide_approval(
         &self,

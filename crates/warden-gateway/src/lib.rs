@@ -22,6 +22,7 @@ pub mod oauth;
 pub mod policy_files;
 pub mod reload;
 mod server;
+mod taints_api;
 mod tools_api;
 
 pub use server::{Headless, Server, ServerInfo, data_dir, unix_now};

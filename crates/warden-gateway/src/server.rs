@@ -21,7 +21,7 @@ use axum::serve::ListenerExt as _;
 use crate::admin_api::{self, AdminState};
 use crate::authzen_api::{self, AuthzenState};
 use crate::oauth::{self, Authority, Idp};
-use crate::{approvals_api, control_api, policy_files, reload, tools_api};
+use crate::{approvals_api, control_api, policy_files, reload, taints_api, tools_api};
 
 /// What `warden serve` prints at start.
 #[derive(Debug, Clone)]
@@ -458,6 +458,8 @@ impl Server {
                 post(approvals_api::approve),
             )
             .route("/admin/v1/approvals/{id}/deny", post(approvals_api::deny))
+            .route("/admin/v1/taints", get(taints_api::list))
+            .route("/admin/v1/agents/{id}/untaint", post(taints_api::untaint))
             .route("/admin/v1/tools", get(tools_api::list))
             .route("/admin/v1/tools/{upstream}/{tool}", get(tools_api::show))
             .route(

@@ -48,6 +48,12 @@ impl Taints {
         // one assignment.
         let mut map = self.by_agent.write().unwrap_or_else(|p| p.into_inner());
         let list = map.entry(agent.to_owned()).or_default();
+        // Expired taints of this agent go now (they no longer count; the store deletes
+        // its copies when it next lists them).
+        let before = list.len();
+        let now = crate::unix_now();
+        list.retain(|t| t.expires_at > now);
+        self.count.fetch_sub(before - list.len(), Ordering::Relaxed);
         match list.iter_mut().find(|t| t.task == taint.task) {
             Some(t) => {
                 let expires_at = t.expires_at.max(taint.expires_at);
@@ -104,5 +110,45 @@ impl Taints {
         }
         self.count.fetch_sub(gone, Ordering::Relaxed);
         gone
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn taint(task: &str, expires_at: i64) -> Taint {
+        Taint {
+            task: task.into(),
+            source: "docs/docs.read".into(),
+            finding: "ignore_previous".into(),
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn taints_are_per_task_and_end_when_cleared_or_expired() {
+        let now = crate::unix_now();
+        let t = Taints::default();
+        assert_eq!(t.get("a", "t1", now), None);
+        t.add("a", taint("t1", now + 60));
+        t.add("a", taint("t2", now + 60));
+        t.add("b", taint("t1", now + 60));
+        assert!(t.get("a", "t1", now).is_some());
+        assert_eq!(t.get("a", "t3", now), None);
+        // A newer taint never shortens an older one.
+        t.add("a", taint("t1", now + 10));
+        assert_eq!(t.get("a", "t1", now).map(|x| x.expires_at), Some(now + 60));
+        assert_eq!(t.clear("a", Some("t1")), 1);
+        assert_eq!(t.get("a", "t1", now), None);
+        assert!(t.get("a", "t2", now).is_some());
+        assert_eq!(t.clear("a", None), 1);
+        assert_eq!(t.all(now).len(), 1, "b's taint stays");
+        // Expired taints do not hold, and are dropped at the agent's next taint.
+        t.add("b", taint("old", now - 1));
+        assert_eq!(t.get("b", "old", now), None);
+        t.add("b", taint("t9", now + 60));
+        assert_eq!(t.by_agent.read().unwrap()["b"].len(), 2);
+        assert_eq!(t.count.load(Ordering::Relaxed), 2);
     }
 }
