@@ -7,7 +7,13 @@
 //! read as plain ASCII; every finding is mapped back to the byte range of the original text it
 //! came from, so masking and reporting act on what the user actually sent.
 //!
-//! Plain ASCII without escapes (most tool output) is not copied at all.
+//! Markup that splits words is undone too: inline HTML tags (`ig<b></b>nore`) are dropped and
+//! block tags (`<br>`, `<p>`) read as a space; Markdown emphasis and code marks inside a word
+//! (`ig**no**re`) are dropped; a backslash line continuation (YAML double-quoted scalars,
+//! shell, C) joins its lines. Tags that carry meaning for the rules (`<system>`,
+//! `<IMPORTANT>`, comments) are kept.
+//!
+//! Plain ASCII without escapes or such markup (most tool output) is not copied at all.
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -62,9 +68,118 @@ pub struct Decoded {
     pub text: String,
 }
 
-/// Bytes the fast path copies as they are: ASCII other than the escape introducers.
+/// Bytes the fast path copies as they are: ASCII other than the escape introducers and the
+/// markup characters.
 const fn is_plain(b: u8) -> bool {
-    b < 0x80 && b != b'\\' && b != b'&' && b != b'%'
+    b < 0x80 && !matches!(b, b'\\' | b'&' | b'%' | b'<' | b'*' | b'~' | b'`')
+}
+
+/// Markup characters: special only where [`markup`] finds something to undo.
+const fn is_markup(b: u8) -> bool {
+    matches!(b, b'<' | b'*' | b'~' | b'`')
+}
+
+/// HTML elements that only style text: dropped.
+const INLINE_TAGS: &[&[u8]] = &[
+    b"a", b"abbr", b"b", b"big", b"cite", b"code", b"del", b"em", b"font", b"i", b"ins", b"kbd",
+    b"mark", b"q", b"s", b"small", b"span", b"strike", b"strong", b"sub", b"sup", b"tt", b"u",
+    b"var", b"wbr",
+];
+
+/// HTML elements that break text into blocks: read as a space.
+const BLOCK_TAGS: &[&[u8]] = &[
+    b"article",
+    b"aside",
+    b"blockquote",
+    b"body",
+    b"br",
+    b"dd",
+    b"div",
+    b"dl",
+    b"dt",
+    b"footer",
+    b"h1",
+    b"h2",
+    b"h3",
+    b"h4",
+    b"h5",
+    b"h6",
+    b"header",
+    b"hr",
+    b"html",
+    b"li",
+    b"main",
+    b"nav",
+    b"ol",
+    b"p",
+    b"pre",
+    b"section",
+    b"table",
+    b"tbody",
+    b"td",
+    b"tfoot",
+    b"th",
+    b"thead",
+    b"tr",
+    b"ul",
+];
+
+/// Longest tag (with its attributes) that is undone.
+const MAX_TAG: usize = 512;
+
+/// The markup at `i` that hides how words read: its length, and whether it reads as a space.
+fn markup(bytes: &[u8], i: usize) -> Option<(usize, bool)> {
+    let c = *bytes.get(i)?;
+    if c == b'<' {
+        let rest = bytes.get(i + 1..)?;
+        let close = usize::from(rest.first() == Some(&b'/'));
+        let name_len = rest
+            .get(close..)?
+            .iter()
+            .take_while(|b| b.is_ascii_alphanumeric())
+            .count();
+        let name = rest.get(close..close + name_len)?.to_ascii_lowercase();
+        let after = rest.get(close + name_len..)?;
+        // `<b>`, `</b>`, `<br/>`, `<span style="...">`: a name, then the end or attributes.
+        if !matches!(after.first(), Some(b'>' | b' ' | b'\t' | b'\n' | b'/')) {
+            return None;
+        }
+        let end = after.iter().take(MAX_TAG).position(|&b| b == b'>')?;
+        let attributes = after.get(..end)?;
+        // Attributes have values (`a<b and b>c` is a comparison, not a tag).
+        let bare = attributes.iter().all(|&b| b == b'/');
+        if attributes.contains(&b'<') || !(bare || attributes.contains(&b'=')) {
+            return None;
+        }
+        let len = 1 + close + name_len + end + 1;
+        let name = name.as_slice();
+        return if INLINE_TAGS.contains(&name) {
+            Some((len, false))
+        } else if BLOCK_TAGS.contains(&name) {
+            Some((len, true))
+        } else {
+            None
+        };
+    }
+    // `ig**no**re`, `ig`no`re`, `ig~~no~~re`: marks between two letters.
+    let run = bytes.get(i..)?.iter().take_while(|&&b| b == c).count();
+    let before = i.checked_sub(1).and_then(|p| bytes.get(p));
+    let after = bytes.get(i + run);
+    (before.is_some_and(u8::is_ascii_alphabetic) && after.is_some_and(u8::is_ascii_alphabetic))
+        .then_some((run, false))
+}
+
+/// Where the fast path must stop: the first escape, non-ASCII byte or markup to undo.
+fn first_special(bytes: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    loop {
+        let i = from + bytes.get(from..)?.iter().position(|&b| !is_plain(b))?;
+        let c = *bytes.get(i)?;
+        if !is_markup(c) || markup(bytes, i).is_some() {
+            return Some(i);
+        }
+        from = i + 1;
+    }
 }
 
 /// Shortest base64 run worth decoding (18 bytes of payload: a short sentence).
@@ -74,8 +189,7 @@ impl<'a> Normalised<'a> {
     /// Normalises `original`.
     pub fn new(original: &'a str) -> Self {
         let bytes = original.as_bytes();
-        let first = bytes.iter().position(|&b| !is_plain(b));
-        let mut n = match first {
+        let mut n = match first_special(bytes) {
             None => Normalised {
                 text: Cow::Borrowed(original),
                 map: None,
@@ -151,6 +265,7 @@ impl<'s> Builder<'s> {
                 continue;
             }
             i = match c {
+                _ if is_markup(c) => b.markup(i),
                 b'\\' => b.json_escape(i),
                 b'&' => b.entity(i),
                 b'%' => b.percent(i),
@@ -283,9 +398,41 @@ impl<'s> Builder<'s> {
         end
     }
 
-    /// `\n`, `\"`, `\u0041` (and surrogate pairs) as a JSON string would decode them.
+    /// Markup to undo at `i` (see [`markup`]), or the character as it is.
+    fn markup(&mut self, i: usize) -> usize {
+        match markup(self.src.as_bytes(), i) {
+            Some((len, space)) => {
+                if space && !self.out.ends_with([' ', '\n']) {
+                    self.push_raw(' ', i);
+                }
+                i + len
+            }
+            None => {
+                self.copy(i, i + 1);
+                i + 1
+            }
+        }
+    }
+
+    /// `\n`, `\"`, `\u0041` (and surrogate pairs) as a JSON string would decode them; a
+    /// backslash at the end of a line joins it with the next (leading blanks dropped), as
+    /// in YAML double-quoted scalars.
     fn json_escape(&mut self, i: usize) -> usize {
         let rest = self.src.as_bytes().get(i + 1..).unwrap_or_default();
+        let newline = match rest {
+            [b'\n', ..] => 1,
+            [b'\r', b'\n', ..] => 2,
+            _ => 0,
+        };
+        if newline > 0 {
+            let blanks = rest
+                .get(newline..)
+                .unwrap_or_default()
+                .iter()
+                .take_while(|&&b| b == b' ' || b == b'\t')
+                .count();
+            return i + 1 + newline + blanks;
+        }
         let simple = match rest.first() {
             Some(b'n') => Some('\n'),
             Some(b't') => Some('\t'),
