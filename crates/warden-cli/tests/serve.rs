@@ -388,3 +388,30 @@ fn policy_validate_and_explain() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// A configured ONNX classifier is never silently dropped: a build without ONNX refuses to
+/// start rather than inspect with less than the configuration asks for.
+#[cfg(not(feature = "onnx"))]
+#[test]
+fn a_configured_classifier_without_onnx_support_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("warden.toml");
+    std::fs::write(
+        &f,
+        "[server]\nlisten = \"127.0.0.1:0\"\n[inspection.classifier]\nruntime = \"/opt/ort/libonnxruntime.so\"\n\
+         model = \"model.onnx\"\ntokenizer = \"tokenizer.json\"\n",
+    )
+    .unwrap();
+    let out = warden()
+        .args(["serve", "--config"])
+        .arg(&f)
+        .env("WARDEN_DATA_DIR", dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("built without ONNX") && err.contains("--features onnx"),
+        "{err}"
+    );
+}

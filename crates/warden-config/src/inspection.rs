@@ -56,6 +56,10 @@ pub struct InspectionConfig {
     /// Tool pinning (EP-4).
     #[serde(default)]
     pub pinning: PinningConfig,
+    /// A user-supplied ONNX prompt-injection classifier whose score joins the built-in
+    /// rules' and model's (needs a Warden built with `--features onnx`).
+    #[serde(default)]
+    pub classifier: Option<ClassifierConfig>,
 }
 
 /// The actions for one direction.
@@ -113,6 +117,35 @@ pub enum DlpAction {
     Block,
     /// Let it through and raise an alert (audit event and warning log).
     Alert,
+}
+
+/// `[inspection.classifier]`: an ONNX sequence-classification model (e.g. a Hugging Face
+/// export) with its `tokenizer.json`, run by the ONNX Runtime library given here.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifierConfig {
+    /// The ONNX Runtime shared library (`libonnxruntime.so`, 1.22 or later).
+    pub runtime: std::path::PathBuf,
+    /// The model (`.onnx`): inputs among `input_ids`, `attention_mask`, `token_type_ids`;
+    /// first output `[1, classes]` logits.
+    pub model: std::path::PathBuf,
+    /// The model's Hugging Face `tokenizer.json`.
+    pub tokenizer: std::path::PathBuf,
+    /// The index of the injection class.
+    #[serde(default = "default_label")]
+    pub label: usize,
+    /// Tokens per window (the model's maximum sequence length).
+    #[serde(default = "default_max_tokens")]
+    #[schemars(range(min = 16, max = 8192))]
+    pub max_tokens: usize,
+}
+
+fn default_label() -> usize {
+    1
+}
+
+fn default_max_tokens() -> usize {
+    512
 }
 
 /// What to do with a result that breaks its tool's declared output schema.
@@ -291,6 +324,7 @@ impl Default for InspectionConfig {
             max_result_bytes: default_max_result(),
             oversize: Oversize::Block,
             output_schema: OutputSchemaAction::Block,
+            classifier: None,
             rules: Vec::new(),
             pinning: PinningConfig::default(),
         }

@@ -25,7 +25,7 @@ pub use approvals::ApprovalsConfig;
 pub use audit::{AuditConfig, AuditDurability, DurabilityMode};
 pub use breakers::BreakersConfig;
 pub use inspection::{
-    ContentActions, DlpAction, InjectionAction, InspectionConfig, InspectionRule,
+    ClassifierConfig, ContentActions, DlpAction, InjectionAction, InspectionConfig, InspectionRule,
     OutputSchemaAction, Oversize, PartialActions, PinMode, PinningConfig,
 };
 pub use limits::{LimitConfig, LimitKind, LimitScope};

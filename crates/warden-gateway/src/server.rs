@@ -243,11 +243,12 @@ impl Server {
             .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
         let keys = warden_identity::ServerKeys::load_or_create(&data_dir.join("keys"), now)
             .context("cannot load Warden's signing keys")?;
-        let inspector = Arc::new(
+        let inspector = Arc::new(crate::inspection::classifier::attach(
             warden_inspect::Inspector::new()
                 .context("cannot build the content inspector")?
                 .with_threshold(config.inspection.threshold),
-        );
+            config.inspection.classifier.as_ref(),
+        )?);
         let audit = open_audit(config, &data_dir, Arc::clone(&inspector))?;
         let taints = warden_store::ContentStore::taints(&store, now)
             .await

@@ -19,6 +19,8 @@ mod dlp;
 mod injection;
 mod model;
 pub mod normalize;
+#[cfg(feature = "onnx")]
+pub mod onnx;
 mod report;
 
 use std::ops::Range;
@@ -146,6 +148,14 @@ struct Target {
     reach: (usize, usize),
 }
 
+/// A second statistical opinion on a text (the optional ONNX backend): the probability that
+/// it is a prompt injection. An error is reported as a finding that flags the text: content
+/// the configured classifier could not look at is not passed as clean.
+pub trait Classifier: Send + Sync + std::fmt::Debug {
+    /// The injection probability of `text` (0..1).
+    fn score(&self, text: &str) -> Result<f32, String>;
+}
+
 /// The compiled rule set and model. Build once, share (`Send + Sync`), call
 /// [`Inspector::inspect`] from any thread.
 #[derive(Debug)]
@@ -160,6 +170,7 @@ pub struct Inspector {
     dlp: Vec<Regex>,
     model: Model,
     threshold: f32,
+    classifier: Option<std::sync::Arc<dyn Classifier>>,
 }
 
 /// Why the inspector could not be built (a rule or the model is broken: a bug, not input).
@@ -263,12 +274,20 @@ impl Inspector {
             dlp,
             model,
             threshold: DEFAULT_THRESHOLD,
+            classifier: None,
         })
     }
 
     /// Sets the score from which a report counts as an injection.
     pub fn with_threshold(mut self, threshold: f32) -> Self {
         self.threshold = threshold.clamp(0.0, 1.0);
+        self
+    }
+
+    /// Adds a classifier whose score joins the rules' and the model's (rule `classifier`;
+    /// `classifier_failed` when it could not score a text).
+    pub fn with_classifier(mut self, c: std::sync::Arc<dyn Classifier>) -> Self {
+        self.classifier = Some(c);
         self
     }
 
@@ -360,6 +379,20 @@ impl Inspector {
                 score,
                 original(window),
             ));
+        }
+        if let Some(c) = &self.classifier {
+            let (rule, score) = match c.score(text) {
+                Ok(s) => ("classifier", s),
+                Err(_) => ("classifier_failed", 1.0),
+            };
+            if score >= self.threshold * 0.6 {
+                report.findings.push(Finding::new(
+                    Category::Statistical,
+                    rule,
+                    score,
+                    original(0..text.len()),
+                ));
+            }
         }
         if !with_dlp {
             return;

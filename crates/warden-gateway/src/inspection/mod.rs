@@ -7,6 +7,7 @@
 //! The inspector is synchronous and allocation-light; nothing here does I/O on the request
 //! path except the taint's store write, which runs on the blocking pool after the answer.
 
+pub mod classifier;
 pub mod gate;
 pub mod outputs;
 pub mod pins;
