@@ -76,22 +76,9 @@ fn tools_cli(w: &Warden, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-/// The `warden tools list --json` row of `tool`.
-fn row<'a>(v: &'a Value, tool: &str) -> &'a Value {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["tool"] == tool)
-        .unwrap_or_else(|| panic!("{tool} not listed: {v}"))
-}
-
-fn reason_of(r: &Value) -> &str {
-    r["error"]["data"]["reason"].as_str().unwrap_or("")
-}
-
-#[test]
-fn a_changed_tool_is_disabled_until_a_person_approves_it_again() {
-    let server = RugPull::start();
+/// Warden in front of `server` (as upstream `notes`, every tool permitted by policy; `extra`
+/// appended to the config), and an initialised session whose task may call `tool`.
+fn start(server: &RugPull, extra: &str, tool: &str) -> (tempfile::TempDir, Warden, McpSession) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("policies")).unwrap();
     std::fs::write(
@@ -99,12 +86,11 @@ fn a_changed_tool_is_disabled_until_a_person_approves_it_again() {
         r#"permit (principal, action == Warden::Action::"call_tool", resource in Warden::ToolServer::"notes");"#,
     )
     .unwrap();
-    // The default: no trust on first use.
     std::fs::write(
         dir.path().join("warden.toml"),
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n[policy]\ndir = \"policies\"\nwatch = false\n\
-             [upstreams.notes]\nurl = \"http://127.0.0.1:{}/mcp\"\n",
+             [upstreams.notes]\nurl = \"http://127.0.0.1:{}/mcp\"\n{extra}",
             server.port
         ),
     )
@@ -121,11 +107,32 @@ fn a_changed_tool_is_disabled_until_a_person_approves_it_again() {
     let token = client
         .token(
             &url,
-            &TaskRequest::new("t-1", "notes").call_tool("notes/summarize"),
+            &TaskRequest::new("t-1", "notes").call_tool(&format!("notes/{tool}")),
         )
         .unwrap();
     let mut s = McpSession::new(client, &url, &token.access_token, "2025-11-25");
     s.initialize().unwrap();
+    (dir, w, s)
+}
+
+/// The `warden tools list --json` row of `tool`.
+fn row<'a>(v: &'a Value, tool: &str) -> &'a Value {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["tool"] == tool)
+        .unwrap_or_else(|| panic!("{tool} not listed: {v}"))
+}
+
+fn reason_of(r: &Value) -> &str {
+    r["error"]["data"]["reason"].as_str().unwrap_or("")
+}
+
+#[test]
+fn a_changed_tool_is_disabled_until_a_person_approves_it_again() {
+    let server = RugPull::start();
+    // The default: no trust on first use.
+    let (dir, w, mut s) = start(&server, "", "summarize");
     let call = |s: &mut McpSession| {
         s.call_tool("summarize", json!({"note": "call Bob on Monday"}))
             .unwrap()
@@ -262,40 +269,7 @@ fn a_changed_tool_is_disabled_until_a_person_approves_it_again() {
 #[test]
 fn results_that_break_the_declared_output_schema_are_refused() {
     let server = RugPull::start();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("policies")).unwrap();
-    std::fs::write(
-        dir.path().join("policies/p.cedar"),
-        r#"permit (principal, action == Warden::Action::"call_tool", resource in Warden::ToolServer::"notes");"#,
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("warden.toml"),
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[policy]\ndir = \"policies\"\nwatch = false\n\
-             [upstreams.notes]\nurl = \"http://127.0.0.1:{}/mcp\"\n\
-             [inspection.pinning]\nmode = \"off\"\n",
-            server.port
-        ),
-    )
-    .unwrap();
-    let w = Warden::start_with(
-        warden()
-            .args(["serve", "--config"])
-            .arg(dir.path().join("warden.toml"))
-            .env("WARDEN_DATA_DIR", dir.path().join("data")),
-    );
-    let key = w.register_agent("assistant", true);
-    let client = AgentClient::new(&w.url, "assistant", key);
-    let url = format!("{}/mcp/notes", w.url);
-    let token = client
-        .token(
-            &url,
-            &TaskRequest::new("t-1", "balance").call_tool("notes/balance"),
-        )
-        .unwrap();
-    let mut s = McpSession::new(client, &url, &token.access_token, "2025-11-25");
-    s.initialize().unwrap();
+    let (dir, _w, mut s) = start(&server, "[inspection.pinning]\nmode = \"off\"\n", "balance");
 
     // Kept to: the structured result reaches the agent as sent.
     let r = s.call_tool("balance", json!({"account": "ACC-1"})).unwrap();
