@@ -77,8 +77,8 @@ fn tools_cli(w: &Warden, args: &[&str]) -> std::process::Output {
 }
 
 /// Warden in front of `server` (as upstream `notes`, every tool permitted by policy; `extra`
-/// appended to the config), and an initialised session whose task may call `tool`.
-fn start(server: &RugPull, extra: &str, tool: &str) -> (tempfile::TempDir, Warden, McpSession) {
+/// appended to the config), and an initialised session whose task may call `tools`.
+fn start(server: &RugPull, extra: &str, tools: &[&str]) -> (tempfile::TempDir, Warden, McpSession) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("policies")).unwrap();
     std::fs::write(
@@ -107,7 +107,11 @@ fn start(server: &RugPull, extra: &str, tool: &str) -> (tempfile::TempDir, Warde
     let token = client
         .token(
             &url,
-            &TaskRequest::new("t-1", "notes").call_tool(&format!("notes/{tool}")),
+            &tools
+                .iter()
+                .fold(TaskRequest::new("t-1", "notes"), |t, tool| {
+                    t.call_tool(&format!("notes/{tool}"))
+                }),
         )
         .unwrap();
     let mut s = McpSession::new(client, &url, &token.access_token, "2025-11-25");
@@ -132,7 +136,7 @@ fn reason_of(r: &Value) -> &str {
 fn a_changed_tool_is_disabled_until_a_person_approves_it_again() {
     let server = RugPull::start();
     // The default: no trust on first use.
-    let (dir, w, mut s) = start(&server, "", "summarize");
+    let (dir, w, mut s) = start(&server, "", &["summarize"]);
     let call = |s: &mut McpSession| {
         s.call_tool("summarize", json!({"note": "call Bob on Monday"}))
             .unwrap()
@@ -269,7 +273,11 @@ fn a_changed_tool_is_disabled_until_a_person_approves_it_again() {
 #[test]
 fn results_that_break_the_declared_output_schema_are_refused() {
     let server = RugPull::start();
-    let (dir, _w, mut s) = start(&server, "[inspection.pinning]\nmode = \"off\"\n", "balance");
+    let (dir, _w, mut s) = start(
+        &server,
+        "[inspection.pinning]\nmode = \"off\"\n",
+        &["balance", "unlisted"],
+    );
 
     // Kept to: the structured result reaches the agent as sent.
     let r = s.call_tool("balance", json!({"account": "ACC-1"})).unwrap();
@@ -290,6 +298,19 @@ fn results_that_break_the_declared_output_schema_are_refused() {
         2,
         "the upstream answered; Warden refused the answer"
     );
+
+    // A tool the upstream does not list (this server answers it anyway): its answer could
+    // not be checked, so it does not pass as checked.
+    let r = s.call_tool("unlisted", json!({})).unwrap();
+    assert_eq!(reason_of(&r), "output_schema_violation", "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("has not seen the tool"),
+        "{r}"
+    );
+    assert_eq!(server.calls(), 3);
 
     // Audited, without the value either.
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -13,7 +13,7 @@ use warden_identity::token::AccessClaims;
 use warden_inspect::{Kind, Report};
 use warden_mcp::codes;
 
-use super::outputs::Output;
+use super::outputs::{self, Output};
 use super::walk::{self, Scope};
 use super::{Inspection, Taint, describe, dlp_action, rules_of};
 
@@ -32,8 +32,9 @@ pub struct ResultGate {
     resource: String,
     decision_seq: u64,
     actions: ContentActions,
-    /// The called tool's declared output schema (tool calls only).
-    output: Option<Arc<Output>>,
+    /// Tool calls only, when output schemas are checked: the called tool's compiled output
+    /// schema (`None` inside: Warden could not read the tool's definition).
+    output: Option<Option<Arc<Output>>>,
 }
 
 impl ResultGate {
@@ -51,9 +52,9 @@ impl ResultGate {
             return None;
         }
         let resource = format!("{upstream}/{name}");
-        let output = (kind == ActionKind::CallTool)
-            .then(|| inspection.pins.output(upstream, name))
-            .flatten();
+        let output = (kind == ActionKind::CallTool
+            && inspection.config.output_schema != OutputSchemaAction::Off)
+            .then(|| inspection.pins.output(upstream, name));
         Some(Self {
             actions: inspection.result_actions(&resource, claims.autonomy),
             output,
@@ -104,7 +105,7 @@ impl ResultGate {
         let config = &self.inspection.config;
         // IO-3: checked first, on the structured content exactly as the upstream sent it.
         if let Some(output) = self.output.as_ref().filter(|_| key == "result")
-            && let Err(why) = output.check(result)
+            && let Err(why) = outputs::check(output.as_deref(), result)
         {
             let finding = json!({"rule": "output_schema", "path": "/result/structuredContent", "reason": why});
             tracing::warn!(target: "warden::inspection", resource = %self.resource, %why,

@@ -62,11 +62,6 @@ impl Output {
         }
     }
 
-    /// Does the tool declare an output schema?
-    pub fn declared(&self) -> bool {
-        !matches!(self.check, Check::Undeclared)
-    }
-
     /// Checks one tool result (the `result` member of the answer): `Err(why)` when it
     /// breaks the tool's declared schema. Error results (`isError: true`) carry no
     /// structured content and are not checked.
@@ -102,6 +97,23 @@ impl Output {
     }
 }
 
+/// Checks a tool result against the tool's compiled output schema; `None`: Warden has not
+/// seen the tool listed (the upstream could not be listed, or does not list it), and a
+/// result that is not an error cannot pass as checked. The call itself is not refused
+/// before forwarding: an upstream that is down is then reported as down (and counts for
+/// its breaker), and an unknown tool gets the upstream's own error, which passes.
+pub fn check(output: Option<&Output>, result: &Map<String, Value>) -> Result<(), String> {
+    match output {
+        Some(o) => o.check(result),
+        None if result.get("isError").and_then(Value::as_bool) == Some(true) => Ok(()),
+        None => Err(
+            "Warden has not seen the tool in the upstream's tools/list, so the result \
+             cannot be checked against an output schema"
+                .into(),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -126,7 +138,6 @@ mod tests {
             "properties": {"balance": {"type": "number"}, "owner": {"type": "string"}},
             "required": ["balance"],
         }));
-        assert!(out.declared());
         assert_eq!(
             out.check(&result(
                 json!({"content": [], "structuredContent": {"balance": 3}})
@@ -155,8 +166,11 @@ mod tests {
             Ok(())
         );
         let none = Output::compile(&json!({"name": "t"}), "h");
-        assert!(!none.declared());
         assert_eq!(none.check(&result(json!({"content": []}))), Ok(()));
+        assert_eq!(
+            none.check(&result(json!({"structuredContent": "anything"}))),
+            Ok(())
+        );
     }
 
     #[test]
@@ -179,6 +193,15 @@ mod tests {
             not_object
                 .check(&result(json!({"structuredContent": {}})))
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn a_result_of_a_tool_never_listed_cannot_pass_as_checked() {
+        assert!(check(None, &result(json!({"content": []}))).is_err());
+        assert_eq!(
+            check(None, &result(json!({"isError": true, "content": []}))),
+            Ok(())
         );
     }
 
