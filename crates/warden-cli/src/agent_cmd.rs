@@ -124,6 +124,9 @@ enum AgentCommand {
         #[arg(long)]
         reason: String,
     },
+    /// What the behavioural monitor has learned about the agent: tools, rates, volumes,
+    /// hours, sequences, destinations, delegates; and its risk score now.
+    Baseline { id: AgentId },
     /// Set the agent's autonomy level.
     Autonomy { id: AgentId, level: AutonomyLevel },
     /// Add or remove sponsors.
@@ -448,7 +451,8 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        return rt.block_on(dispatch(&registry, args.command, args.json));
+        let monitor = warden_config::MonitorConfig::default();
+        return rt.block_on(dispatch(&registry, args.command, args.json, &monitor));
     }
     let mut config = config_cmd::load_or_default(args.config.config.as_deref())?;
     if let Some(d) = args.data_dir {
@@ -477,10 +481,16 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         &Registry::Store(store, Box::new(std::sync::Mutex::new(log))),
         args.command,
         args.json,
+        &config.monitor,
     ))
 }
 
-async fn dispatch(store: &Registry, cmd: AgentCommand, json: bool) -> anyhow::Result<ExitCode> {
+async fn dispatch(
+    store: &Registry,
+    cmd: AgentCommand,
+    json: bool,
+    monitor: &warden_config::MonitorConfig,
+) -> anyhow::Result<ExitCode> {
     let t = warden_gateway::unix_now();
     let agent = match cmd {
         AgentCommand::Create {
@@ -541,6 +551,9 @@ async fn dispatch(store: &Registry, cmd: AgentCommand, json: bool) -> anyhow::Re
                 return Ok(ExitCode::SUCCESS);
             }
             a
+        }
+        AgentCommand::Baseline { id } => {
+            return crate::monitor_cmd::baseline(store, &id, monitor, json).await;
         }
         AgentCommand::Taints { agent } => {
             return crate::agent_taints::list(store, agent.as_ref(), json).await;

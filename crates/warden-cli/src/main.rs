@@ -15,6 +15,7 @@ mod keys_cmd;
 mod kill_cmd;
 mod mcp_cmd;
 mod mcp_stdio;
+mod monitor_cmd;
 mod policy_cmd;
 mod serve;
 mod tools_cmd;
@@ -70,6 +71,9 @@ enum Command {
     /// Circuit breakers: which are open and why, and closing them (a person's decision).
     #[command(subcommand)]
     Breakers(breakers_cmd::BreakersCommand),
+    /// Alerts and quarantines raised by the behavioural monitor.
+    #[command(subcommand)]
+    Alerts(monitor_cmd::AlertsCommand),
     /// Admin API credentials.
     #[command(subcommand)]
     Admin(admin_cmd::AdminCommand),
@@ -117,6 +121,7 @@ fn main() -> ExitCode {
         Command::Tools(cmd) => tools_cmd::run(cmd),
         Command::Breakers(cmd) => breakers_cmd::run(cmd),
         Command::Admin(cmd) => admin_cmd::run(cmd),
+        Command::Alerts(cmd) => monitor_cmd::alerts(cmd),
     };
     match result {
         Ok(code) => code,

@@ -575,6 +575,27 @@ impl AdminClient {
     }
 
     /// Circuit breakers counting something, and agents' incidents.
+    /// An agent's learned baseline, risk and quarantine state (MO-1).
+    pub fn baseline(&self, agent: &str) -> Result<Value, ClientError> {
+        let a: String = form_urlencoded::byte_serialize(agent.as_bytes()).collect();
+        self.call("GET", &format!("/agents/{a}/baseline"), None)
+    }
+
+    /// Alerts of the behavioural monitor, oldest first.
+    pub fn alerts(
+        &self,
+        agent: Option<&str>,
+        since_ms: i64,
+        limit: u32,
+    ) -> Result<Value, ClientError> {
+        let mut q = format!("?since_ms={since_ms}&limit={limit}");
+        if let Some(a) = agent {
+            q.push_str("&agent=");
+            q.extend(form_urlencoded::byte_serialize(a.as_bytes()));
+        }
+        self.call("GET", &format!("/alerts{q}"), None)
+    }
+
     pub fn breakers(&self) -> Result<Value, ClientError> {
         self.call("GET", "/breakers", None)
     }

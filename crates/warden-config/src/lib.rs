@@ -11,6 +11,7 @@ mod audit;
 mod breakers;
 mod inspection;
 mod limits;
+mod monitor;
 mod secret;
 mod upstreams;
 
@@ -29,6 +30,7 @@ pub use inspection::{
     OutputSchemaAction, Oversize, PartialActions, PinMode, PinningConfig,
 };
 pub use limits::{LimitConfig, LimitKind, LimitScope};
+pub use monitor::{MonitorConfig, WebhookConfig};
 pub use secret::{Secret, SecretError, SecretRef};
 pub use upstreams::{CredentialConfig, Transport, UpstreamConfig};
 
@@ -70,6 +72,10 @@ pub struct Config {
     /// Content inspection and tool pinning (`[inspection]`, docs/INSPECTION.md).
     #[serde(default)]
     pub inspection: InspectionConfig,
+    /// Behavioural baselines, anomaly detection and quarantine (`[monitor]`,
+    /// docs/MONITORING.md).
+    #[serde(default)]
+    pub monitor: MonitorConfig,
 }
 
 /// `[[local_listeners]]`: an MCP endpoint (`/mcp`, `/mcp/<upstream>`) without tokens, where
@@ -491,6 +497,9 @@ impl Config {
         if let Some((key, problem)) = self.breakers.problem() {
             return Err(err(key, problem));
         }
+        if let Some((key, problem)) = self.monitor.problem() {
+            return Err(err(key, problem));
+        }
         let a = &self.audit;
         if !(1..=1_000_000).contains(&a.checkpoint_every_records) {
             return Err(err(
@@ -565,6 +574,10 @@ impl Config {
             abs(&mut idp.jwks_file);
         }
         if let Some(SecretRef::File { file }) = self.authzen.api_key.as_mut() {
+            abs(file);
+        }
+        if let Some(SecretRef::File { file }) = self.monitor.webhook.as_mut().map(|w| &mut w.secret)
+        {
             abs(file);
         }
         for u in self.upstreams.values_mut() {

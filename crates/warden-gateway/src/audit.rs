@@ -162,10 +162,15 @@ pub fn with_decision(
 /// `GET /metrics`: Prometheus text format. The audit trail's health: a non-zero
 /// `warden_audit_failing` means calls are being refused because their records cannot be
 /// written (AU-3).
-pub async fn metrics(axum::extract::State(a): axum::extract::State<Arc<Audit>>) -> String {
+pub async fn metrics(
+    axum::extract::State((a, monitoring)): axum::extract::State<(
+        Arc<Audit>,
+        Arc<crate::monitoring::Monitoring>,
+    )>,
+) -> String {
     use std::sync::atomic::Ordering::Relaxed;
     let h = a.auditor.health();
-    format!(
+    let mut out = format!(
         "# HELP warden_audit_records_written_total Audit records committed since start.\n\
          # TYPE warden_audit_records_written_total counter\n\
          warden_audit_records_written_total {}\n\
@@ -194,5 +199,7 @@ pub async fn metrics(axum::extract::State(a): axum::extract::State<Arc<Audit>>) 
         u8::from(h.failing.load(Relaxed)),
         h.checkpoints.load(Relaxed),
         h.size.load(Relaxed),
-    )
+    );
+    out.push_str(&monitoring.metrics());
+    out
 }

@@ -215,12 +215,15 @@ pub(crate) async fn resume(s: &AdminState, id: &str, req: Request) -> ApiResult 
         .await
         .map_err(store_err)?;
     s.revocations.resumed(rec.id.as_str());
+    // MO-1: a person releases a quarantine: the risk starts again from 0.
+    let released = s.mcp.authority.monitoring.release(rec.id.as_str());
     tracing::info!(admin = %who.name, agent = %rec.id, reason = %r.reason, "agent resumed");
     audited(
         s,
         event("agent_resumed", &who)
             .agent(rec.id.as_str())
-            .reason(&r.reason),
+            .reason(&r.reason)
+            .detail("risk_reset", released),
     )
     .await?;
     Ok((StatusCode::OK, Json(rec)).into_response())

@@ -18,6 +18,8 @@ mod demotion;
 pub mod inspection;
 pub mod limits;
 pub mod mcp;
+pub mod monitor_api;
+pub mod monitoring;
 pub mod oauth;
 pub mod policy_files;
 pub mod reload;

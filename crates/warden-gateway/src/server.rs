@@ -106,6 +106,7 @@ pub struct Headless {
     pub router: Router,
     mcp: Arc<crate::mcp::McpState>,
     sync: tokio::task::JoinHandle<()>,
+    persist: tokio::task::JoinHandle<()>,
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
@@ -133,6 +134,7 @@ impl Headless {
 impl Drop for Headless {
     fn drop(&mut self) {
         self.sync.abort();
+        self.persist.abort();
     }
 }
 
@@ -250,6 +252,21 @@ impl Server {
             config.inspection.classifier.as_ref(),
         )?);
         let audit = open_audit(config, &data_dir, Arc::clone(&inspector))?;
+        // The revocation state must be known before the first token is checked.
+        let revocations = Arc::new(Revocations::new());
+        let mut last = 0;
+        admin_api::sync_once(&store, &revocations, &mut last)
+            .await
+            .context("cannot read revocations from the store")?;
+        let monitoring = Arc::new(
+            crate::monitoring::Monitoring::open(
+                &config.monitor,
+                store.clone(),
+                Arc::clone(&audit),
+                Arc::clone(&revocations),
+            )
+            .await?,
+        );
         let taints = warden_store::ContentStore::taints(&store, now)
             .await
             .context("cannot read tainted tasks from the store")?;
@@ -263,6 +280,7 @@ impl Server {
             Arc::clone(&audit),
             taints,
             pins,
+            Arc::clone(&monitoring),
         );
         let signing_kid = keys.current().public_jwk().kid;
         let jwks = keys.jwks();
@@ -274,12 +292,6 @@ impl Server {
             .map(Idp::load)
             .collect::<anyhow::Result<Vec<_>>>()
             .context("oauth.identity_providers")?;
-        // The revocation state must be known before the first token is checked.
-        let revocations = Arc::new(Revocations::new());
-        let mut last = 0;
-        admin_api::sync_once(&store, &revocations, &mut last)
-            .await
-            .context("cannot read revocations from the store")?;
         let (secret, hash) = admin_api::new_secret();
         let bootstrap_admin = store
             .bootstrap_admin("admin", &hash, now)
@@ -368,6 +380,7 @@ impl Server {
             limits: crate::limits::Limits::new(config.limits.clone()),
             breakers: Arc::clone(&breakers),
             inspection,
+            monitoring: Arc::clone(&monitoring),
         });
         let mcp_state = Arc::new(
             crate::mcp::McpState::new(config, Arc::clone(&authority))
@@ -413,7 +426,8 @@ impl Server {
             .route("/healthz", get(|| async { "ok\n" }))
             .route(
                 "/metrics",
-                get(crate::audit::metrics).with_state(Arc::clone(&audit)),
+                get(crate::audit::metrics)
+                    .with_state((Arc::clone(&audit), Arc::clone(&monitoring))),
             )
             .route(
                 "/.well-known/jwks.json",
@@ -460,6 +474,11 @@ impl Server {
             )
             .route("/admin/v1/approvals/{id}/deny", post(approvals_api::deny))
             .route("/admin/v1/taints", get(taints_api::list))
+            .route(
+                "/admin/v1/agents/{id}/baseline",
+                get(crate::monitor_api::baseline),
+            )
+            .route("/admin/v1/alerts", get(crate::monitor_api::alerts))
             .route("/admin/v1/agents/{id}/untaint", post(taints_api::untaint))
             .route("/admin/v1/tools", get(tools_api::list))
             .route("/admin/v1/tools/{upstream}/{tool}", get(tools_api::show))
@@ -587,7 +606,9 @@ impl Server {
             Arc::clone(&self.revocations),
             Duration::from_secs(1),
         ));
+        let persist = self.mcp.authority.monitoring.spawn_persist();
         Ok(Headless {
+            persist,
             router: crate::mcp::local_router(Arc::clone(&self.mcp), Arc::new(b)),
             mcp: self.mcp,
             sync,
@@ -605,6 +626,8 @@ impl Server {
             Arc::clone(&self.revocations),
             Duration::from_secs(1),
         ));
+        let monitoring = Arc::clone(&self.mcp.authority.monitoring);
+        let persist = monitoring.spawn_persist();
         let locals: Vec<_> = self
             .locals
             .into_iter()
@@ -641,6 +664,8 @@ impl Server {
             "server_stopped",
             "warden",
         ));
+        persist.abort();
+        monitoring.persist().await;
         // Everything recorded is committed and under a signed checkpoint before exit.
         self.audit.auditor.flush().await;
         sync.abort();

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use warden_monitor::{Call, Monitor, Outcome, Reply, Settings};
+use warden_monitor::{Call, Monitor, Outcome, Reply, ReplyKind, Settings};
 
 const TOOLS: [&str; 4] = [
     "crm/read_contact",
@@ -49,8 +49,7 @@ fn bench(c: &mut Criterion) {
                 time_ms: t,
                 agent: a,
                 tool,
-                bytes_in: 800,
-                failed: false,
+                kind: ReplyKind::Content(800),
             });
             (risk, v, r)
         });

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::baseline::{Baseline, LONG_MS, SHORT_MS, remember};
 use crate::signal::{Signal, SignalKind, Verdict};
-use crate::{Call, Finding, Outcome, Reply, Settings};
+use crate::{Call, Finding, Outcome, Reply, ReplyKind, Settings};
 
 /// Denials within this window make a storm.
 const DENIAL_WINDOW_MS: i64 = 60_000;
@@ -27,6 +27,15 @@ pub struct Persisted {
     pub risk_ms: i64,
     pub alerted: bool,
     pub quarantined: bool,
+}
+
+impl Persisted {
+    /// The risk score at `now`, decayed since it was last raised, as shown (0–100).
+    pub fn risk_at(&self, s: &Settings, now_ms: i64) -> u8 {
+        let age = now_ms.saturating_sub(self.risk_ms).max(0) as f64;
+        let r = self.risk * (-age * std::f64::consts::LN_2 / s.half_life_ms).exp();
+        r.round().clamp(0.0, 100.0) as u8
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -305,34 +314,39 @@ impl AgentState {
             return;
         };
         let b = &mut self.p.baseline;
-        if learn {
-            b.error_rate.add(if r.failed { 1.0 } else { 0.0 });
-            if r.failed {
-                b.failures += 1;
+        let bytes = match r.kind {
+            ReplyKind::Answered | ReplyKind::Failed => {
+                let failed = r.kind == ReplyKind::Failed;
+                if learn {
+                    b.error_rate.add(if failed { 1.0 } else { 0.0 });
+                    if failed {
+                        b.failures += 1;
+                        if let Some(t) = b.tool_mut(i) {
+                            t.failed += 1;
+                        }
+                    }
+                }
+                return;
             }
-        }
+            ReplyKind::Content(n) => n,
+        };
         let Some(t) = b.tool_mut(i) else {
             return;
         };
         let spike = trusted
-            && !r.failed
-            && r.bytes_in >= s.min_volume_bytes
+            && bytes >= s.min_volume_bytes
             && t.bytes_in.n >= MIN_SAMPLES
-            && t.bytes_in.z(ln(r.bytes_in), 0.5) > s.z;
+            && t.bytes_in.z(ln(bytes), 0.5) > s.z;
         let typical = t.bytes_in.mean.exp() - 1.0;
         if learn {
-            if r.failed {
-                t.failed += 1;
-            } else {
-                t.bytes_in.add(ln(r.bytes_in));
-            }
+            t.bytes_in.add(ln(bytes));
         }
         if spike && ready(&mut self.fired, SignalKind::VolumeSpike, now) {
             out.push(Signal::new(
                 SignalKind::VolumeSpike,
                 format!(
-                    "{} bytes returned by {} (typically {typical:.0})",
-                    r.bytes_in, r.tool
+                    "{bytes} bytes returned by {} (typically {typical:.0})",
+                    r.tool
                 ),
             ));
         }

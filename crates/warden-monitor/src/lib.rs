@@ -108,15 +108,25 @@ pub struct Call<'a> {
     pub destinations: &'a [&'a str],
 }
 
-/// The answer to a forwarded call.
+/// The answer to a forwarded call: whether the upstream answered, and (when its content
+/// was read) how large it was.
 #[derive(Debug, Clone, Copy)]
 pub struct Reply<'a> {
     pub time_ms: i64,
     pub agent: &'a str,
     pub tool: &'a str,
-    pub bytes_in: u64,
-    /// The upstream did not answer, or answered with an error.
-    pub failed: bool,
+    pub kind: ReplyKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyKind {
+    /// The upstream answered.
+    Answered,
+    /// The upstream did not answer, or answered with an HTTP error.
+    Failed,
+    /// The answer's content, in bytes of text (observed apart from `Answered`: content
+    /// is read where it is inspected).
+    Content(u64),
 }
 
 /// What content inspection found.

@@ -102,15 +102,24 @@ fn oversized_arguments_and_results_are_volume_spikes() {
     let mut c = call("bot", "email/send", t + 60_000);
     c.bytes_out = 500_000;
     assert_eq!(kinds(&m.call(&c)), [SignalKind::VolumeSpike]);
-    let r = Reply {
-        time_ms: t + 90_000,
+    let reply = |t, n| Reply {
+        time_ms: t,
         agent: "bot",
         tool: "crm/read_contact",
-        bytes_in: 2_000_000,
-        failed: false,
+        kind: ReplyKind::Content(n),
     };
-    // Results were never observed for this agent: no history, no spike.
-    assert!(m.reply(&r).is_none());
+    // No history of result sizes yet: no spike.
+    assert!(m.reply(&reply(t + 90_000, 2_000_000)).is_none());
+    for i in 0..40 {
+        assert!(m.reply(&reply(t + 100_000 + i, 800 + i as u64)).is_none());
+    }
+    let v = m.reply(&reply(t + 200_000, 2_000_000)).unwrap();
+    assert_eq!(v.signals[0].kind, SignalKind::VolumeSpike);
+    assert!(
+        v.signals[0]
+            .detail
+            .contains("2000000 bytes returned by crm/read_contact")
+    );
 }
 
 #[test]

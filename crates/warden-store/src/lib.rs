@@ -14,6 +14,7 @@ mod auth;
 mod content;
 mod control;
 mod migrate;
+mod monitor;
 mod sqlite;
 
 use std::future::Future;
@@ -201,6 +202,54 @@ pub struct ToolDefinition {
     pub hash: String,
     pub definition: String,
     pub seen_at: i64,
+}
+
+/// An alert the behavioural monitor raised (MO-1).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AlertRecord {
+    pub id: i64,
+    pub time_ms: i64,
+    pub agent: String,
+    pub risk: u8,
+    /// `alert` or `quarantine`.
+    pub action: String,
+    /// JSON array of the signals behind it.
+    pub signals: String,
+    /// Webhook delivery: `none`, `pending`, `delivered`, `failed`.
+    pub webhook: String,
+}
+
+/// Baselines and alerts of the behavioural monitor.
+pub trait MonitorStore: Send + Sync {
+    /// Writes agents' serialised monitor states, replacing older ones.
+    fn save_baselines(
+        &self,
+        states: Vec<(String, String)>,
+        now: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Stored states, of one agent or all.
+    fn baselines(
+        &self,
+        agent: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, StoreError>> + Send;
+
+    /// Records an alert; returns its id.
+    fn add_alert(&self, a: AlertRecord) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
+    fn set_webhook(
+        &self,
+        id: i64,
+        state: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The newest `limit` alerts since `since_ms` (of one agent, or all), oldest first.
+    fn alerts(
+        &self,
+        agent: Option<&str>,
+        since_ms: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<AlertRecord>, StoreError>> + Send;
 }
 
 /// Taints and tool pins.

@@ -9,6 +9,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/0002_admins_revocations.sql")),
     (3, include_str!("../migrations/0003_kills_approvals.sql")),
     (4, include_str!("../migrations/0004_taints_tool_pins.sql")),
+    (5, include_str!("../migrations/0005_monitor.sql")),
 ];
 
 /// Applies every migration not applied yet. Returns how many ran.

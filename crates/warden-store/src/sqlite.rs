@@ -7,9 +7,10 @@ use rusqlite::{Connection, OpenFlags};
 use warden_core::{AgentId, AgentRecord, AgentState, AutonomyLevel, NewAgent, PublicJwk};
 
 use crate::{
-    AdminCredential, AgentStore, ApprovalRecord, ApprovalState, AuthStore, ContentStore,
-    ControlStore, KillRecord, RevocationRecord, SponsorRemoved, StoreError, TaintRecord,
-    ToolDefinition, ToolPin, agents, auth, content, control, migrate,
+    AdminCredential, AgentStore, AlertRecord, ApprovalRecord, ApprovalState, AuthStore,
+    ContentStore, ControlStore, KillRecord, MonitorStore, RevocationRecord, SponsorRemoved,
+    StoreError, TaintRecord, ToolDefinition, ToolPin, agents, auth, content, control, migrate,
+    monitor,
 };
 
 /// The file name of the database inside the data directory.
@@ -316,6 +317,44 @@ impl ControlStore for SqliteStore {
     async fn use_approval(&self, id: &str, now: i64) -> Result<bool, StoreError> {
         let id = id.to_owned();
         self.tx(move |tx| control::use_approval(tx, &id, now)).await
+    }
+}
+
+impl MonitorStore for SqliteStore {
+    async fn save_baselines(
+        &self,
+        states: Vec<(String, String)>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.tx(move |tx| monitor::save_baselines(tx, &states, now))
+            .await
+    }
+
+    async fn baselines(&self, agent: Option<&str>) -> Result<Vec<(String, String)>, StoreError> {
+        let agent = agent.map(str::to_owned);
+        self.tx(move |tx| monitor::baselines(tx, agent.as_deref()))
+            .await
+    }
+
+    async fn add_alert(&self, a: AlertRecord) -> Result<i64, StoreError> {
+        self.tx(move |tx| monitor::add_alert(tx, &a)).await
+    }
+
+    async fn set_webhook(&self, id: i64, state: &str) -> Result<(), StoreError> {
+        let state = state.to_owned();
+        self.tx(move |tx| monitor::set_webhook(tx, id, &state))
+            .await
+    }
+
+    async fn alerts(
+        &self,
+        agent: Option<&str>,
+        since_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<AlertRecord>, StoreError> {
+        let agent = agent.map(str::to_owned);
+        self.tx(move |tx| monitor::alerts(tx, agent.as_deref(), since_ms, limit))
+            .await
     }
 }
 

@@ -70,6 +70,11 @@ impl Env {
 
     /// With more config (TOML appended to the shared file) and more policies.
     pub fn start_with(extra_config: &str, extra_policies: &str) -> Self {
+        Self::start_with_env(extra_config, extra_policies, &[])
+    }
+
+    /// With more config, more policies and environment variables for the server.
+    pub fn start_with_env(extra_config: &str, extra_policies: &str, vars: &[(&str, &str)]) -> Self {
         let (rt, demo) = super::demo_server(
             "127.0.0.1:0",
             DemoOptions {
@@ -105,7 +110,8 @@ impl Env {
                 .args(["serve", "--config"])
                 .arg(dir.path().join("warden.toml"))
                 .env("WARDEN_DATA_DIR", dir.path().join("data"))
-                .env("DEMO_UPSTREAM_TOKEN", UPSTREAM_SECRET),
+                .env("DEMO_UPSTREAM_TOKEN", UPSTREAM_SECRET)
+                .envs(vars.iter().copied()),
         );
         let keys = [("assistant", true), ("other", true), ("plain", false)]
             .into_iter()

@@ -119,6 +119,15 @@ impl ResultGate {
             self.record("output_schema", &[finding], "alert");
         }
         let size = text_bytes(result);
+        if key == "result" {
+            // MO-1: how much the agent receives feeds its baseline.
+            self.inspection.monitoring.reply(&warden_monitor::Reply {
+                time_ms: crate::audit::now_ms(),
+                agent: &self.agent,
+                tool: &self.resource,
+                kind: warden_monitor::ReplyKind::Content(size as u64),
+            });
+        }
         if size > config.max_result_bytes {
             match config.oversize {
                 Oversize::Block => {
@@ -183,6 +192,13 @@ impl ResultGate {
                 *text = new;
             }
         });
+        if !injection_rules.is_empty() {
+            // MO-1: an injection received raises the agent's risk, and what it does next
+            // weighs double.
+            self.inspection
+                .monitoring
+                .finding(&self.agent, warden_monitor::Finding::Injection);
+        }
         if !acted {
             return;
         }

@@ -39,6 +39,8 @@ pub struct Inspection {
     pub pins: pins::Pins,
     pub store: SqliteStore,
     pub audit: Arc<crate::audit::Audit>,
+    /// Findings raise the agent's risk (MO-1); result sizes feed its baseline.
+    pub monitoring: Arc<crate::monitoring::Monitoring>,
 }
 
 /// What the arguments of one call showed.
@@ -71,6 +73,7 @@ impl Inspection {
         audit: Arc<crate::audit::Audit>,
         taints: Vec<warden_store::TaintRecord>,
         pins: Vec<warden_store::ToolPin>,
+        monitoring: Arc<crate::monitoring::Monitoring>,
     ) -> Arc<Self> {
         Arc::new(Self {
             pins: pins::Pins::new(
@@ -86,6 +89,7 @@ impl Inspection {
             config,
             store,
             audit,
+            monitoring,
         })
     }
 

@@ -246,6 +246,7 @@ async fn post_inner(
                 local,
                 approval,
                 limit_used: 0,
+                risk: 0,
             };
             let mut result = list(s, caller, kind).await;
             if stateless {
@@ -278,6 +279,7 @@ async fn post_inner(
                 local,
                 approval,
                 limit_used: 0,
+                risk: 0,
             };
             let snapshot = s.authority.engine.snapshot();
             let (decision, seq) = match trail::decide_and_record(

@@ -28,6 +28,9 @@ pub struct Caller<'a> {
     /// `context.limit_used`: percent used of the fullest limit matching the call (set
     /// on the decision path; 0 elsewhere).
     pub limit_used: i64,
+    /// `context.risk`: the agent's risk score from the behavioural monitor (set on the
+    /// decision path; 0 elsewhere).
+    pub risk: u8,
 }
 
 impl Caller<'_> {
@@ -163,7 +166,7 @@ fn request(c: &Caller<'_>, kind: ActionKind, resource: String) -> Result<ActionR
         on_behalf_of: c.claims.on_behalf_of().map(str::to_owned),
         delegated_by,
         autonomy: c.claims.autonomy,
-        risk: RiskScore::default(),
+        risk: RiskScore::new(i64::from(c.risk)).map_err(|e| e.to_string())?,
         limit_used: c.limit_used,
         time: c.now,
         reason: c.reason.map(str::to_owned),

@@ -19,6 +19,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
+/// The HTTP client of upstreams and webhooks.
+pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
 /// Client headers forwarded upstream. Nothing else crosses: not `Authorization`, not `DPoP`,
 /// not cookies (MCP: no token passthrough; CR-7).
 const FORWARDED_REQUEST_HEADERS: [&str; 7] = [
@@ -72,7 +75,7 @@ pub struct HttpUpstream {
     pub url: Uri,
     pub credential: Option<(HeaderName, HeaderValue)>,
     pub timeout: Duration,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: HttpClient,
     /// Warden's own session with the upstream, for the aggregate `/mcp` (opened lazily).
     own_session: ArcSwapOption<String>,
     opening: tokio::sync::Mutex<()>,
@@ -95,37 +98,7 @@ impl HttpUpstream {
         ca_file: Option<&Path>,
     ) -> anyhow::Result<Self> {
         let url: Uri = url.parse().map_err(|e| anyhow::anyhow!("url {url}: {e}"))?;
-        let tls = match url.scheme_str() {
-            Some("http") => {
-                if ca_file.is_some() {
-                    anyhow::bail!("url {url}: `ca_file` is for an https:// upstream");
-                }
-                None
-            }
-            Some("https") => Some(tls_config(ca_file)?),
-            _ => anyhow::bail!("url {url}: must start with http:// or https://"),
-        };
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.enforce_http(false);
-        let builder = hyper_rustls::HttpsConnectorBuilder::new();
-        // An http:// upstream gets a connector that refuses https and the other way round:
-        // the scheme in the config is the only one ever used.
-        let connector = match tls {
-            Some(tls) => builder
-                .with_tls_config(tls)
-                .https_only()
-                .enable_http1()
-                .wrap_connector(connector),
-            None => builder
-                .with_tls_config(tls_client(rustls::RootCertStore::empty())?)
-                .https_or_http()
-                .enable_http1()
-                .wrap_connector(connector),
-        };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
+        let client = client(&url, ca_file)?;
         Ok(Self {
             url,
             credential,
@@ -290,6 +263,43 @@ impl HttpUpstream {
 /// The TLS settings of an https:// upstream: TLS 1.2 or 1.3 (ring), the server's name
 /// checked against its certificate, trusting the system's roots and the certificates in
 /// `ca_file`.
+/// An HTTP client for exactly the scheme of `url` (an http:// one refuses https and the
+/// other way round), with rustls and the system's roots plus `ca_file` for https.
+pub(crate) fn client(url: &Uri, ca_file: Option<&Path>) -> anyhow::Result<HttpClient> {
+    let tls = match url.scheme_str() {
+        Some("http") => {
+            if ca_file.is_some() {
+                anyhow::bail!("url {url}: `ca_file` is for an https:// upstream");
+            }
+            None
+        }
+        Some("https") => Some(tls_config(ca_file)?),
+        _ => anyhow::bail!("url {url}: must start with http:// or https://"),
+    };
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.enforce_http(false);
+    let builder = hyper_rustls::HttpsConnectorBuilder::new();
+    // An http:// upstream gets a connector that refuses https and the other way round:
+    // the scheme in the config is the only one ever used.
+    let connector = match tls {
+        Some(tls) => builder
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http1()
+            .wrap_connector(connector),
+        None => builder
+            .with_tls_config(tls_client(rustls::RootCertStore::empty())?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector),
+    };
+    let client = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(connector);
+    Ok(client)
+}
+
 fn tls_config(ca_file: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in system_roots() {

@@ -531,6 +531,7 @@ async fn post_inner(
         local,
         approval: approval.as_deref(),
         limit_used: 0,
+        risk: 0,
     };
     let snapshot = s.authority.engine.snapshot();
     let mut decided: Option<(u64, String, warden_core::ActionKind)> = None;

@@ -197,9 +197,13 @@ pub(crate) async fn decide_and_record(
         resource: &resource,
         arguments,
     };
-    // HC-2: the policy sees how much of its limits the caller has used.
+    // HC-2: the policy sees how much of its limits the caller has used; MO-1: and how
+    // far the agent strays from its baseline.
+    let monitoring = &s.authority.monitoring;
+    let now_ms = audit::now_ms();
     let caller = &Caller {
         limit_used: limits.used_percent(&subject),
+        risk: monitoring.risk(agent, now_ms),
         ..*caller
     };
     // IO-1, IO-2: the arguments are inspected; what is found enters the decision.
@@ -345,6 +349,22 @@ pub(crate) async fn decide_and_record(
         if !trips.is_empty() {
             crate::demotion::report(&s.authority, caller.claims.autonomy, trips);
         }
+        observe(monitoring, caller, &resource, arguments, event, now_ms);
+        // The call that took the agent over the quarantine threshold does not run either.
+        if outcome.is_ok() && monitoring.monitor().is_some_and(|m| m.quarantined(agent)) {
+            let why = "the agent is quarantined by the behavioural monitor: a person must \
+                       release it (warden resume)";
+            outcome = Err(Refusal {
+                code: codes::DENIED,
+                reason_id: "agent_quarantined",
+                message: format!("{} {resource}: {why}", kind.as_str()),
+                decision: Decision::default_deny(why.to_owned()),
+                approval: None,
+            });
+        }
+    }
+    if !no_secrets {
+        monitoring.finding(agent, warden_monitor::Finding::Secret);
     }
     let (d, refusal) = match &outcome {
         Ok(d) => (d, None),
@@ -401,6 +421,36 @@ pub(crate) async fn decide_and_record(
     }
 }
 
+/// MO-1: the decided call, as the behavioural monitor learns from it (the same calls a
+/// breaker counts: Warden's own failures are not the agent's behaviour).
+fn observe(
+    monitoring: &Arc<crate::monitoring::Monitoring>,
+    caller: &Caller<'_>,
+    resource: &str,
+    arguments: Option<&Map<String, Value>>,
+    event: Event,
+    now_ms: i64,
+) {
+    let claims = caller.claims;
+    let mut dest = [""; 8];
+    let n = crate::monitoring::destinations(arguments, &mut dest);
+    let chain = claims.delegated_by();
+    monitoring.call(&warden_monitor::Call {
+        time_ms: now_ms,
+        agent: &claims.client_id,
+        delegator: chain.last().copied(),
+        server: caller.upstream,
+        tool: resource,
+        outcome: if event == Event::Denied {
+            warden_monitor::Outcome::Denied
+        } else {
+            warden_monitor::Outcome::Allowed
+        },
+        bytes_out: arguments.map_or(0, crate::monitoring::size),
+        destinations: dest.get(..n).unwrap_or_default(),
+    });
+}
+
 /// Records what the upstream answered to the call whose decision is record `seq`.
 pub(crate) fn outcome(
     s: &McpState,
@@ -431,6 +481,16 @@ pub(crate) fn outcome(
         if !trips.is_empty() {
             crate::demotion::report(&s.authority, caller.claims.autonomy, trips);
         }
+        s.authority.monitoring.reply(&warden_monitor::Reply {
+            time_ms: audit::now_ms(),
+            agent,
+            tool: &resource,
+            kind: if event == Event::Failed {
+                warden_monitor::ReplyKind::Failed
+            } else {
+                warden_monitor::ReplyKind::Answered
+            },
+        });
     }
     let rec = OutcomeRecord {
         time_ms: audit::now_ms(),

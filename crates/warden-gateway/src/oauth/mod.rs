@@ -123,6 +123,8 @@ pub struct Authority {
     pub breakers: Arc<crate::breakers::Breakers>,
     /// Content inspection, taints and tool pins.
     pub inspection: Arc<crate::inspection::Inspection>,
+    /// Behavioural baselines, risk and quarantine.
+    pub monitoring: Arc<crate::monitoring::Monitoring>,
 }
 
 /// An RFC 6749 §5.2 error.
