@@ -18,6 +18,7 @@ mod mcp_stdio;
 mod monitor_cmd;
 mod policy_cmd;
 mod serve;
+mod simulate;
 mod tools_cmd;
 
 use std::path::PathBuf;
@@ -88,6 +89,9 @@ enum Command {
     McpStdio(mcp_stdio::McpStdioArgs),
     /// Scan content offline for prompt injection, tool poisoning, secrets and personal data.
     Inspect(inspect_cmd::InspectArgs),
+    /// Replay simulated agent workloads and attacks through the decision path and the
+    /// behavioural monitor: detection delay per attack kind, false alerts on normal work.
+    Simulate(simulate::SimulateArgs),
     /// Load drivers for measuring a running Warden.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -122,6 +126,7 @@ fn main() -> ExitCode {
         Command::Breakers(cmd) => breakers_cmd::run(cmd),
         Command::Admin(cmd) => admin_cmd::run(cmd),
         Command::Alerts(cmd) => monitor_cmd::alerts(cmd),
+        Command::Simulate(args) => simulate::run(args),
     };
     match result {
         Ok(code) => code,

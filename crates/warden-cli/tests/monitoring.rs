@@ -283,3 +283,33 @@ when { context.risk >= 20 };
     assert_eq!(stored["profile"]["tools"][0]["calls"], 26, "{stored}");
     assert_eq!(stored["quarantined"], false);
 }
+
+/// `warden simulate`: the trace simulator's attacks through the decision path — each
+/// detected within 20 actions; normal work (over 10,000 actions) raises at most one false
+/// alert per 10,000. Time is virtual, so the figures are deterministic for the seed.
+#[test]
+fn simulated_attacks_are_detected_and_normal_work_is_left_alone() {
+    let out = common::warden()
+        .args(["simulate", "--json", "--seed", "7"])
+        .output()
+        .unwrap();
+    let r = json_out(&out);
+    assert!(r["normal_actions"].as_u64().unwrap() >= 10_000, "{r}");
+    assert!(r["false_alerts_per_10k"].as_f64().unwrap() <= 1.0, "{r}");
+    assert_eq!(r["false_quarantines"], 0, "{r}");
+    let attacks = r["attacks"].as_array().unwrap();
+    assert_eq!(attacks.len(), 4);
+    for a in attacks {
+        assert_eq!(a["detected"], true, "{a}");
+        assert!(a["actions_to_alert"].as_u64().unwrap() <= 20, "{a}");
+    }
+    let table = common::warden()
+        .args(["simulate", "--eval-days", "1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("compromised delegate") && text.contains("false alerts"),
+        "{text}"
+    );
+}

@@ -47,6 +47,10 @@ pub(crate) struct AgentState {
     previous: Option<u32>,
     injection_ms: Option<i64>,
     fired: [i64; SignalKind::ALL.len()],
+    /// Per window (10 s, 5 min): the bucket a rate spike was last reported in, and the
+    /// count that reports it again (twice the last): a burst that keeps growing keeps
+    /// adding risk. A burst that also lasts is a second, independent finding.
+    spike: [(i64, u32); 2],
     pub dirty: bool,
 }
 
@@ -178,7 +182,8 @@ impl AgentState {
         let b = &mut self.p.baseline;
         let short = b.rate.tick(now, SHORT_MS, learn);
         let long = b.rate_long.tick(now, LONG_MS, learn);
-        let mut spike = None;
+        let mut spike: Option<(String, i64, u32)> = None;
+        let mut sustained: Option<(String, i64, u32)> = None;
         let runaway = short > s.runaway_per_10s;
         if runaway && ready(&mut self.fired, SignalKind::RunawayRate, now) {
             out.push(Signal::new(
@@ -191,13 +196,15 @@ impl AgentState {
         }
         if trusted && !runaway {
             spike = spiking(&b.rate, short, "10 s")
-                .or_else(|| spiking(&b.rate_long, long, "5 min"))
-                .map(|w| format!("{w} of this agent"));
+                .map(|w| (format!("{w} of this agent"), b.rate.bucket_ms, short));
+            sustained = spiking(&b.rate_long, long, "5 min")
+                .map(|w| (format!("{w} of this agent"), b.rate_long.bucket_ms, long));
         }
         if let Some(t) = tool.and_then(|i| b.tool_mut(i)) {
             let n = t.rate.tick(now, SHORT_MS, learn);
             if trusted && !runaway && spike.is_none() {
-                spike = spiking(&t.rate, n, "10 s").map(|w| format!("{w} of {}", t.name));
+                spike = spiking(&t.rate, n, "10 s")
+                    .map(|w| (format!("{w} of {}", t.name), t.rate.bucket_ms, n));
             }
             if trusted
                 && c.bytes_out >= s.min_volume_bytes
@@ -216,10 +223,13 @@ impl AgentState {
                 ));
             }
         }
-        if let Some(why) = spike
-            && ready(&mut self.fired, SignalKind::RateSpike, now)
-        {
-            out.push(Signal::new(SignalKind::RateSpike, why));
+        for (state, found) in self.spike.iter_mut().zip([spike, sustained]) {
+            if let Some((why, bucket, n)) = found
+                && (bucket != state.0 || n >= state.1)
+            {
+                *state = (bucket, n.saturating_mul(2));
+                out.push(Signal::new(SignalKind::RateSpike, why));
+            }
         }
     }
 

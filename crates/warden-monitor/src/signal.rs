@@ -87,9 +87,11 @@ impl SignalKind {
     /// anomaly, not a hundred. First-seen kinds are instead reported once per name.
     pub fn cooldown_ms(self) -> i64 {
         match self {
-            Self::RateSpike | Self::RunawayRate | Self::DenialStorm | Self::FanOut => 20_000,
+            Self::RunawayRate | Self::DenialStorm | Self::FanOut => 20_000,
             Self::VolumeSpike | Self::UnlikelySequence => 30_000,
             Self::OffHours => 1_800_000,
+            // Reported once per bucket, and again each time the count doubles.
+            Self::RateSpike => 0,
             Self::FirstSeenTool
             | Self::FirstSeenServer
             | Self::FirstSeenDestination

@@ -91,6 +91,17 @@ fn a_runaway_loop_is_caught_within_a_few_calls() {
     }
     let n = caught.expect("a burst of 5 calls per second must be a spike");
     assert!(n <= 8, "caught after {n} calls");
+    // A burst that keeps growing keeps adding risk: reported again at twice the count.
+    let mut reports = 1;
+    for i in n..40 {
+        let v = m.call(&call("bot", "crm/read_contact", t + i * 200));
+        reports += v
+            .iter()
+            .flat_map(|v| &v.signals)
+            .filter(|s| s.kind == SignalKind::RateSpike && s.detail.contains("within 10 s"))
+            .count();
+    }
+    assert_eq!(reports, 3, "at {n}, {}, {} calls", 2 * n, 4 * n);
 }
 
 #[test]

@@ -22,6 +22,8 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+pub mod sim;
+
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Request, State};
