@@ -115,6 +115,7 @@ impl Path<'_> {
             },
             bytes_out: args.map_or(0, warden_gateway::monitoring::size),
             destinations: dest.get(..n).unwrap_or_default(),
+            record: warden_gateway::monitoring::record(args),
         });
         let mut verdicts = verdicts;
         let stopped = verdicts.iter().any(|v| v.quarantine && v.agent == a.agent);

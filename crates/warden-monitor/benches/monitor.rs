@@ -23,6 +23,7 @@ fn call<'a>(agent: &'a str, tool: &'static str, t: i64) -> Call<'a> {
         outcome: Outcome::Allowed,
         bytes_out: 300,
         destinations: &[],
+        record: None,
     }
 }
 

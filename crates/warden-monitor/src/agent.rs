@@ -44,6 +44,7 @@ pub(crate) struct AgentState {
     denials: Vec<i64>,
     delegates: Vec<(u64, i64)>,
     novel: Vec<(u64, i64)>,
+    records: Vec<(u64, i64)>,
     previous: Option<u32>,
     injection_ms: Option<i64>,
     fired: [i64; SignalKind::ALL.len()],
@@ -121,6 +122,9 @@ impl AgentState {
         if trusted {
             self.sequence(tool, now, out);
             self.off_hours(now, out);
+        }
+        if let Some(r) = c.record {
+            self.enumeration(c, r, trusted, learn, out);
         }
         if denied {
             self.denials
@@ -230,6 +234,33 @@ impl AgentState {
                 *state = (bucket, n.saturating_mul(2));
                 out.push(Signal::new(SignalKind::RateSpike, why));
             }
+        }
+    }
+
+    /// Counts the records the agent touches that it did not touch in the last minute.
+    fn enumeration(
+        &mut self,
+        c: &Call<'_>,
+        record: &str,
+        trusted: bool,
+        learn: bool,
+        out: &mut Vec<Signal>,
+    ) {
+        let now = c.time_ms;
+        let key = fnv(c.tool) ^ fnv(record).rotate_left(17);
+        if seen_within(&mut self.records, key, now, 60_000) {
+            return;
+        }
+        let b = &mut self.p.baseline;
+        let n = b.records.tick(now, 60_000, learn);
+        if trusted
+            && let Some(w) = spiking(&b.records, n, "1 min")
+            && ready(&mut self.fired, SignalKind::Enumeration, now)
+        {
+            out.push(Signal::new(
+                SignalKind::Enumeration,
+                w.replace("calls", "distinct records"),
+            ));
         }
     }
 

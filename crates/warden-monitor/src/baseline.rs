@@ -62,6 +62,9 @@ pub struct Baseline {
     pub error_rate: Ewma,
     /// Most distinct delegates active within the fan-out window.
     pub fan_out_peak: u32,
+    /// Distinct records (ids, paths) touched per minute.
+    #[serde(default)]
+    pub records: Rate,
     /// (from, to) tool indices → count.
     #[serde(with = "pairs")]
     pub transitions: HashMap<u64, u64>,

@@ -106,6 +106,8 @@ pub struct Call<'a> {
     pub bytes_out: u64,
     /// Hosts and mail domains the arguments name.
     pub destinations: &'a [&'a str],
+    /// The record the call touches (its `id`, `path`, ... argument), if any.
+    pub record: Option<&'a str>,
 }
 
 /// The answer to a forwarded call: whether the upstream answered, and (when its content

@@ -18,6 +18,8 @@ pub enum SignalKind {
     RunawayRate,
     /// Arguments or results far larger than usual for the tool.
     VolumeSpike,
+    /// Far more distinct records (ids, paths) in a minute than the agent usually touches.
+    Enumeration,
     /// A transition between two tools the agent has never made, from a tool whose onward
     /// calls are well known.
     UnlikelySequence,
@@ -36,13 +38,14 @@ pub enum SignalKind {
 }
 
 impl SignalKind {
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::FirstSeenTool,
         Self::FirstSeenServer,
         Self::FirstSeenDestination,
         Self::RateSpike,
         Self::RunawayRate,
         Self::VolumeSpike,
+        Self::Enumeration,
         Self::UnlikelySequence,
         Self::OffHours,
         Self::DenialStorm,
@@ -60,6 +63,7 @@ impl SignalKind {
             Self::RateSpike => "rate_spike",
             Self::RunawayRate => "runaway_rate",
             Self::VolumeSpike => "volume_spike",
+            Self::Enumeration => "enumeration",
             Self::UnlikelySequence => "unlikely_sequence",
             Self::OffHours => "off_hours",
             Self::DenialStorm => "denial_storm",
@@ -73,7 +77,11 @@ impl SignalKind {
     /// Points added to the risk score.
     pub fn points(self) -> u8 {
         match self {
-            Self::FirstSeenServer | Self::RunawayRate | Self::RateSpike | Self::VolumeSpike => 25,
+            Self::FirstSeenServer
+            | Self::RunawayRate
+            | Self::RateSpike
+            | Self::VolumeSpike
+            | Self::Enumeration => 25,
             Self::FirstSeenTool | Self::FirstSeenDestination | Self::DenialStorm => 20,
             Self::FanOut => 30,
             Self::ContentInjection | Self::OffHours => 15,
@@ -88,7 +96,7 @@ impl SignalKind {
     pub fn cooldown_ms(self) -> i64 {
         match self {
             Self::RunawayRate | Self::DenialStorm | Self::FanOut => 20_000,
-            Self::VolumeSpike | Self::UnlikelySequence => 30_000,
+            Self::VolumeSpike | Self::UnlikelySequence | Self::Enumeration => 30_000,
             Self::OffHours => 1_800_000,
             // Reported once per bucket, and again each time the count doubles.
             Self::RateSpike => 0,

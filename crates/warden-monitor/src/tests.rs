@@ -15,6 +15,7 @@ fn call<'a>(agent: &'a str, tool: &'a str, t: i64) -> Call<'a> {
         outcome: Outcome::Allowed,
         bytes_out: 200,
         destinations: &[],
+        record: None,
     }
 }
 
@@ -268,4 +269,44 @@ fn the_state_survives_a_restart() {
             .is_empty()
     );
     assert!(parse_persisted(r#"{"baseline":{"transitions":[[0,1,3]]}}"#).is_err());
+}
+
+/// As [`train`], each call touching a record of its own.
+fn train_with_records(m: &Monitor, agent: &str) -> i64 {
+    let ids: Vec<String> = (0..3000).map(|i| format!("r-{i}")).collect();
+    for day in 0..3 {
+        for i in 0..(8 * 120) {
+            let t = day * DAY + 9 * 3_600_000 + i * 30_000;
+            let mut c = call(agent, TOOLS[(i % 3) as usize], t);
+            c.record = Some(&ids[(day * 960 + i) as usize]);
+            assert!(m.call(&c).is_empty());
+        }
+    }
+    3 * DAY + 10 * 3_600_000
+}
+
+#[test]
+fn reading_many_distinct_records_is_an_enumeration() {
+    let m = Monitor::new(Settings::default());
+    let t = train_with_records(&m, "bot");
+    let ids: Vec<String> = (0..12).map(|i| format!("c-{i}")).collect();
+    let mut found = None;
+    for (i, id) in ids.iter().enumerate() {
+        let mut c = call("bot", "crm/read_contact", t + i as i64 * 4_000);
+        c.record = Some(id);
+        if kinds(&m.call(&c)).contains(&SignalKind::Enumeration) {
+            found = Some(i + 1);
+            break;
+        }
+    }
+    // One call every 4 s is no rate spike, but far more records a minute than usual.
+    assert!(found.is_some_and(|n| n <= 8), "{found:?}");
+    // The same record over and over is not an enumeration.
+    let m = Monitor::new(Settings::default());
+    let t = train_with_records(&m, "bot");
+    for i in 0..12 {
+        let mut c = call("bot", "crm/read_contact", t + i * 4_000);
+        c.record = Some("c-1");
+        assert!(!kinds(&m.call(&c)).contains(&SignalKind::Enumeration));
+    }
 }

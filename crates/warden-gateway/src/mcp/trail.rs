@@ -448,6 +448,7 @@ fn observe(
         },
         bytes_out: arguments.map_or(0, crate::monitoring::size),
         destinations: dest.get(..n).unwrap_or_default(),
+        record: crate::monitoring::record(arguments),
     });
 }
 

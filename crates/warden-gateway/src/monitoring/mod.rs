@@ -424,6 +424,15 @@ pub fn destinations<'a>(
     n
 }
 
+/// The record a call touches: its `id`, `path`, `uri`, `record_id`, `key` or `file`
+/// argument (a string), if any.
+pub fn record(arguments: Option<&serde_json::Map<String, Value>>) -> Option<&str> {
+    let args = arguments?;
+    ["id", "path", "uri", "record_id", "key", "file"]
+        .iter()
+        .find_map(|k| args.get(*k).and_then(Value::as_str))
+}
+
 /// About how many bytes of JSON the arguments take (strings and keys by length, other
 /// values by a fixed guess): a volume, not a serialisation.
 pub fn size(arguments: &serde_json::Map<String, Value>) -> u64 {
