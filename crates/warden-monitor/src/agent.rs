@@ -309,6 +309,7 @@ impl AgentState {
         let now = c.time_ms;
         let denied = c.outcome == Outcome::Denied;
         let previous = self.previous;
+        self.dirty = true;
         let b = &mut self.p.baseline;
         b.operations += 1;
         b.last_ms = now;
@@ -354,6 +355,7 @@ impl AgentState {
         let Some(i) = self.p.baseline.tool(r.tool) else {
             return;
         };
+        self.dirty |= learn;
         let b = &mut self.p.baseline;
         let bytes = match r.kind {
             ReplyKind::Answered | ReplyKind::Failed => {
@@ -407,6 +409,7 @@ impl AgentState {
         };
         let over = n > limit;
         if learn && !over {
+            self.dirty = true;
             b.fan_out_peak = b.fan_out_peak.max(n);
             remember(&mut b.delegates, delegate);
         }

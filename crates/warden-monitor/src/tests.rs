@@ -249,6 +249,27 @@ fn a_never_seen_transition_is_an_unlikely_sequence() {
 }
 
 #[test]
+fn quiet_learning_is_written_too() {
+    // Regression: only a risk change used to mark an agent's state for writing, so an
+    // agent that never raised anything never had its baseline stored.
+    let m = Monitor::new(Settings::default());
+    let t = train(&m, "bot");
+    let changed = m.changed();
+    assert_eq!(changed.len(), 1);
+    let stored = parse_persisted(&changed[0].1).unwrap();
+    assert_eq!(stored.baseline.operations, 2880);
+    assert!(m.changed().is_empty());
+    // An answer teaches too.
+    m.reply(&Reply {
+        time_ms: t,
+        agent: "bot",
+        tool: "crm/read_contact",
+        kind: ReplyKind::Answered,
+    });
+    assert_eq!(m.changed().len(), 1);
+}
+
+#[test]
 fn the_state_survives_a_restart() {
     let m = Monitor::new(Settings::default());
     let t = train(&m, "bot");
