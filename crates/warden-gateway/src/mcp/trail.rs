@@ -190,10 +190,12 @@ pub(crate) async fn decide_and_record(
     let breakers = &s.authority.breakers;
     let limits = &s.authority.limits;
     let claims = caller.claims;
+    // Root first; the last is the agent this one acts for directly.
+    let chain = claims.delegated_by();
     let subject = Subject {
         agent,
         task: claims.task().map_or("", |t| t.task_id.as_str()),
-        tree: claims.delegated_by().first().copied().unwrap_or(agent),
+        tree: chain.first().copied().unwrap_or(agent),
         resource: &resource,
         arguments,
     };
@@ -349,7 +351,10 @@ pub(crate) async fn decide_and_record(
         if !trips.is_empty() {
             crate::demotion::report(&s.authority, caller.claims.autonomy, trips);
         }
-        observe(monitoring, caller, &resource, arguments, event, now_ms);
+        let delegator = chain.last().copied();
+        observe(
+            monitoring, caller, delegator, &resource, arguments, event, now_ms,
+        );
         // The call that took the agent over the quarantine threshold does not run either.
         if outcome.is_ok() && monitoring.monitor().is_some_and(|m| m.quarantined(agent)) {
             let why = "the agent is quarantined by the behavioural monitor: a person must \
@@ -426,6 +431,7 @@ pub(crate) async fn decide_and_record(
 fn observe(
     monitoring: &Arc<crate::monitoring::Monitoring>,
     caller: &Caller<'_>,
+    delegator: Option<&str>,
     resource: &str,
     arguments: Option<&Map<String, Value>>,
     event: Event,
@@ -434,11 +440,10 @@ fn observe(
     let claims = caller.claims;
     let mut dest = [""; 8];
     let n = crate::monitoring::destinations(arguments, &mut dest);
-    let chain = claims.delegated_by();
     monitoring.call(&warden_monitor::Call {
         time_ms: now_ms,
         agent: &claims.client_id,
-        delegator: chain.last().copied(),
+        delegator,
         server: caller.upstream,
         tool: resource,
         outcome: if event == Event::Denied {

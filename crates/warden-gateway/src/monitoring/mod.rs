@@ -263,8 +263,15 @@ impl Monitoring {
     /// The quarantine in the store: a `kills` row and the agent suspended, as `warden kill`
     /// does. If that fails it holds in this process (pinned against the store's refresh).
     async fn store_quarantine(&self, v: &Verdict) {
-        let Ok(id) = warden_core::AgentId::new(&v.agent) else {
-            return;
+        let id = match warden_core::AgentId::new(&v.agent) {
+            Ok(id) => id,
+            Err(e) => {
+                // Unreachable for a verified token's agent; the kill still holds here.
+                self.revocations.set_unstored([v.agent.as_str()], true);
+                tracing::error!(target: "warden::monitor", agent = %v.agent,
+                    "quarantine in force but not stored: {e}");
+                return;
+            }
         };
         let reason = format!("quarantined by the behavioural monitor at risk {}", v.risk);
         let now = crate::unix_now();
