@@ -12,7 +12,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use common::{eventually, reason};
+
+use std::time::Duration;
 
 use common::env::Env;
 use serde_json::{Value, json};
@@ -21,16 +23,6 @@ use warden_testkit::DemoOptions;
 
 const BREAKERS: &str = "[breakers]\nfailures = 3\ndenials = 3\nagent_denials = 50\n\
                         open_secs = 1\nmax_open_secs = 4\ndemote_after = 2\n";
-
-fn reason(r: &Result<Value, warden_client::ClientError>) -> String {
-    match r {
-        Ok(v) => v["error"]["data"]["reason"]
-            .as_str()
-            .unwrap_or(if v.get("result").is_some() { "ok" } else { "" })
-            .to_owned(),
-        Err(e) => format!("client error: {e}"),
-    }
-}
 
 fn message(r: &Result<Value, warden_client::ClientError>) -> String {
     r.as_ref().unwrap()["error"]["message"]
@@ -44,18 +36,6 @@ fn events(env: &Env, name: &str) -> Vec<Value> {
         .into_iter()
         .map(|r| r["record"].clone())
         .collect()
-}
-
-/// Polls `f` for up to five seconds.
-fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

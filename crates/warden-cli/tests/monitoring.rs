@@ -13,10 +13,12 @@
 
 mod common;
 
+use common::{eventually, reason};
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::env::Env;
 use serde_json::{Value, json};
@@ -67,27 +69,6 @@ fn receiver() -> (String, mpsc::Receiver<Delivery>) {
         }
     });
     (url, rx)
-}
-
-fn reason(r: &Result<Value, warden_client::ClientError>) -> String {
-    match r {
-        Ok(v) => v["error"]["data"]["reason"]
-            .as_str()
-            .unwrap_or(if v.get("result").is_some() { "ok" } else { "" })
-            .to_owned(),
-        Err(e) => format!("client error: {e}"),
-    }
-}
-
-fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn json_out(out: &std::process::Output) -> Value {

@@ -293,3 +293,28 @@ pub fn create_agent_offline(data: &Path, id: &str, key_out: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The `reason` of a JSON-RPC answer's error (`ok` for a result), or the client error.
+#[allow(dead_code)]
+pub fn reason(r: &Result<serde_json::Value, warden_client::ClientError>) -> String {
+    match r {
+        Ok(v) => v["error"]["data"]["reason"]
+            .as_str()
+            .unwrap_or(if v.get("result").is_some() { "ok" } else { "" })
+            .to_owned(),
+        Err(e) => format!("client error: {e}"),
+    }
+}
+
+/// Polls `f` every 50 ms until it gives a value; fails the test after 15 s.
+#[allow(dead_code)]
+pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
