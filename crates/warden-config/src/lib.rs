@@ -9,6 +9,9 @@
 mod approvals;
 mod audit;
 mod breakers;
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod fuzz;
 mod inspection;
 mod limits;
 mod monitor;

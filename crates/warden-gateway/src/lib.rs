@@ -15,6 +15,9 @@ mod authzen_api;
 pub mod breakers;
 pub mod control_api;
 mod demotion;
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod fuzz;
 pub mod inspection;
 pub mod limits;
 pub mod mcp;

@@ -8,6 +8,9 @@
 
 pub mod assertion;
 pub mod dpop;
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod fuzz;
 pub mod jws;
 mod keys;
 pub mod replay;

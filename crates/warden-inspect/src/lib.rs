@@ -16,6 +16,14 @@
 //! Detection is advisory (SPEC IO-1): the findings go to policy, which decides.
 
 mod dlp;
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod fuzz;
 mod injection;
 mod model;
 pub mod normalize;

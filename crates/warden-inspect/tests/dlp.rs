@@ -9,6 +9,11 @@
     clippy::panic
 )]
 
+// scripts/fuzz.sh builds every test target of a fuzzed crate with coverage
+// instrumentation; this links the libFuzzer runtime that instrumentation calls.
+#[cfg(fuzzing)]
+extern crate bolero as _;
+
 use std::collections::BTreeMap;
 
 use warden_inspect::{Inspector, Kind};

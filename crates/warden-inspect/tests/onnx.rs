@@ -12,6 +12,11 @@
     clippy::panic
 )]
 
+// scripts/fuzz.sh builds every test target of a fuzzed crate with coverage
+// instrumentation; this links the libFuzzer runtime that instrumentation calls.
+#[cfg(fuzzing)]
+extern crate bolero as _;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 

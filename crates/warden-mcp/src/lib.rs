@@ -12,6 +12,10 @@
 
 pub mod strict;
 
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod fuzz;
+
 use serde_json::{Map, Value};
 use warden_core::{Decision, Effect};
 

@@ -20,6 +20,9 @@ pub mod authzen;
 mod engine;
 mod error;
 mod explain;
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod fuzz;
 mod grant;
 mod index;
 mod load;

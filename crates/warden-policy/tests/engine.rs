@@ -7,6 +7,11 @@
     clippy::indexing_slicing
 )]
 
+// scripts/fuzz.sh builds every test target of a fuzzed crate with coverage
+// instrumentation; this links the libFuzzer runtime that instrumentation calls.
+#[cfg(fuzzing)]
+extern crate bolero as _;
+
 use proptest::prelude::*;
 use serde_json::json;
 use warden_core::{ActionKind, AgentId, AutonomyLevel, Effect, RiskScore};

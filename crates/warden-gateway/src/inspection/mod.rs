@@ -11,7 +11,7 @@ pub mod classifier;
 pub mod gate;
 pub mod outputs;
 pub mod pins;
-mod sse;
+pub(crate) mod sse;
 mod taints;
 mod walk;
 

@@ -17,9 +17,7 @@ use super::gate::ResultGate;
 pub struct InspectedSse {
     inner: Body,
     gate: ResultGate,
-    pending: Vec<u8>,
-    /// How far `pending` has been searched for the end of an event.
-    scanned: usize,
+    events: Events,
     /// The most bytes one event may hold.
     max_event: usize,
     done: bool,
@@ -30,25 +28,10 @@ impl InspectedSse {
         Self {
             inner,
             gate,
-            pending: Vec::new(),
-            scanned: 0,
+            events: Events::default(),
             max_event,
             done: false,
         }
-    }
-
-    /// Takes every complete event out of `pending`, each inspected.
-    fn complete_events(&mut self) -> Vec<u8> {
-        let mut out = Vec::new();
-        while let Some((end, sep)) = event_end(&self.pending, self.scanned.saturating_sub(3)) {
-            let rest = self.pending.split_off(end + sep);
-            let mut event = std::mem::replace(&mut self.pending, rest);
-            event.truncate(end);
-            self.scanned = 0;
-            out.extend_from_slice(&self.process(&event));
-        }
-        self.scanned = self.pending.len();
-        out
     }
 
     /// One event (without its blank line), inspected, with its blank line.
@@ -71,8 +54,43 @@ impl InspectedSse {
     }
 }
 
-/// Where the first event ends (`\n\n`, `\r\n\r\n` or `\r\r`) and the separator's length.
-pub(super) fn event_end(b: &[u8], from: usize) -> Option<(usize, usize)> {
+/// SSE events cut out of a byte stream as it arrives, whatever its chunking.
+#[derive(Debug, Default)]
+pub(crate) struct Events {
+    pending: Vec<u8>,
+    /// How far `pending` has been searched for the end of an event.
+    scanned: usize,
+}
+
+impl Events {
+    /// Adds `data` and hands `each` every event it completes (without its blank line).
+    pub(crate) fn push(&mut self, data: &[u8], mut each: impl FnMut(&[u8])) {
+        self.pending.extend_from_slice(data);
+        while let Some((end, sep)) = event_end(&self.pending, self.scanned.saturating_sub(3)) {
+            let rest = self.pending.split_off(end + sep);
+            let mut event = std::mem::replace(&mut self.pending, rest);
+            event.truncate(end);
+            self.scanned = 0;
+            each(&event);
+        }
+        self.scanned = self.pending.len();
+    }
+
+    /// Bytes waiting for the end of their event.
+    pub(crate) fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// At the end of the stream: the unfinished last event, unless it is only whitespace.
+    pub(crate) fn finish(&mut self) -> Option<Vec<u8>> {
+        let last = std::mem::take(&mut self.pending);
+        (!last.iter().all(u8::is_ascii_whitespace)).then_some(last)
+    }
+}
+
+/// Where the first event ends (a blank line: two line endings in a row, each `\r\n`, `\n`
+/// or `\r`) and the separator's length.
+pub(crate) fn event_end(b: &[u8], from: usize) -> Option<(usize, usize)> {
     let mut i = from;
     while i + 1 < b.len() {
         match (b.get(i), b.get(i + 1)) {
@@ -83,6 +101,12 @@ pub(super) fn event_end(b: &[u8], from: usize) -> Option<(usize, usize)> {
                 return Some((i, 4));
             }
             (Some(b'\r'), Some(b'\r')) => return Some((i, 2)),
+            // LF then CRLF (or a lone CR). A CR at the very end may yet be followed by its
+            // LF: that LF then opens the next event as an empty line, which clients skip.
+            (Some(b'\n'), Some(b'\r')) => {
+                let sep = if b.get(i + 2) == Some(&b'\n') { 3 } else { 2 };
+                return Some((i, sep));
+            }
             _ => i += 1,
         }
     }
@@ -109,11 +133,12 @@ impl http_body::Body for InspectedSse {
                     let Ok(data) = frame.into_data() else {
                         continue; // trailers: none in SSE
                     };
-                    this.pending.extend_from_slice(&data);
-                    let out = this.complete_events();
-                    if this.pending.len() > this.max_event {
+                    let mut out = Vec::new();
+                    let mut events = std::mem::take(&mut this.events);
+                    events.push(&data, |event| out.extend_from_slice(&this.process(event)));
+                    this.events = events;
+                    if this.events.pending() > this.max_event {
                         this.done = true;
-                        let mut out = out;
                         out.extend_from_slice(&this.too_large());
                         return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
                     }
@@ -123,10 +148,9 @@ impl http_body::Body for InspectedSse {
                 }
                 Poll::Ready(None) => {
                     this.done = true;
-                    if this.pending.iter().all(u8::is_ascii_whitespace) {
+                    let Some(last) = this.events.finish() else {
                         return Poll::Ready(None);
-                    }
-                    let last = std::mem::take(&mut this.pending);
+                    };
                     let out = this.process(&last);
                     return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
                 }

@@ -356,47 +356,72 @@ fn system_roots() -> &'static [rustls::pki_types::CertificateDer<'static>] {
     })
 }
 
-/// Applies `f` to every JSON message in an SSE body (`data:` lines), keeping ids, event
-/// names and retry hints. Events whose data is not JSON are kept as they were.
+/// Applies `f` to every JSON message in an SSE body (`data:` fields), keeping ids, event
+/// names, retry hints and comments.
+///
+/// The body is read the way the SSE grammar says a client reads it, so that nothing reaches
+/// the agent that Warden did not see: every line ending (CRLF, LF and a lone CR) ends a
+/// line, a leading byte-order mark is dropped, a field is the text before the first `:`
+/// (`data` alone is a data field too), and fields a client ignores are dropped here as
+/// well. Data that is not JSON cannot be inspected or filtered: it is withheld and the
+/// event carries a JSON-RPC error instead (fail closed; found by the `sse` fuzz target).
+/// Events with no data (a stream's priming event) pass as they are.
 pub fn rewrite_sse(body: &str, mut f: impl FnMut(&mut Value)) -> String {
-    let body = body.replace("\r\n", "\n");
+    let body = body.replace("\r\n", "\n").replace('\r', "\n");
+    let body = body.strip_prefix('\u{feff}').unwrap_or(&body);
     let mut out = String::with_capacity(body.len());
     for event in body.split("\n\n") {
-        if event.is_empty() {
-            continue;
-        }
-        let mut data = String::new();
-        let mut other = Vec::new();
-        for line in event.lines() {
-            match line.strip_prefix("data:") {
-                Some(d) => {
-                    if !data.is_empty() {
-                        data.push('\n');
+        let mut data: Option<String> = None;
+        let mut kept = Vec::new();
+        for line in event.split('\n').filter(|l| !l.is_empty()) {
+            let (field, value) = match line.split_once(':') {
+                Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
+                None => (line, ""),
+            };
+            match field {
+                "data" => match &mut data {
+                    Some(d) => {
+                        d.push('\n');
+                        d.push_str(value);
                     }
-                    data.push_str(d.strip_prefix(' ').unwrap_or(d));
-                }
-                None => other.push(line),
+                    None => data = Some(value.to_owned()),
+                },
+                // A comment, or a field a client acts on: kept as it came.
+                "" | "id" | "event" | "retry" => kept.push(line),
+                // Any other field is ignored by clients; dropping it keeps the output plain.
+                _ => {}
             }
         }
-        for line in other {
+        if kept.is_empty() && data.is_none() {
+            continue;
+        }
+        for line in kept {
             out.push_str(line);
             out.push('\n');
         }
-        match serde_json::from_str::<Value>(&data) {
-            Ok(mut v) if !data.is_empty() => {
-                f(&mut v);
+        match data.as_deref() {
+            None => {}
+            Some("") => out.push_str("data: \n"),
+            Some(d) => {
+                let v = match serde_json::from_str::<Value>(d) {
+                    Ok(mut v) => {
+                        f(&mut v);
+                        v
+                    }
+                    Err(_) => json!({
+                        "jsonrpc": "2.0",
+                        "id": null,
+                        "error": {
+                            "code": warden_mcp::codes::UPSTREAM_FAILED,
+                            "message": "the upstream sent an event whose data is not JSON; Warden withheld it",
+                            "data": {"reason": "upstream_garbage"},
+                        },
+                    }),
+                };
                 out.push_str("data: ");
                 out.push_str(&v.to_string());
                 out.push('\n');
             }
-            _ if !data.is_empty() || event.contains("data:") => {
-                for d in data.split('\n') {
-                    out.push_str("data: ");
-                    out.push_str(d);
-                    out.push('\n');
-                }
-            }
-            _ => {}
         }
         out.push('\n');
     }
@@ -407,6 +432,33 @@ pub fn rewrite_sse(body: &str, mut f: impl FnMut(&mut Value)) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// Regressions from the `sse` fuzz target: each of these reached a client uninspected.
+    #[test]
+    fn sse_rewrite_reads_events_as_clients_do() {
+        let mark = |v: &mut Value| *v = serde_json::json!("seen");
+        // A lone CR ends a line: `data:` after it is a data field for the client.
+        assert_eq!(
+            rewrite_sse("id: 1\rdata: {\"result\":1}\r\r", mark),
+            "id: 1\ndata: \"seen\"\n\n"
+        );
+        // A leading byte-order mark is not part of the first field's name.
+        assert_eq!(
+            rewrite_sse("\u{feff}data: {\"result\":1}\n\n", mark),
+            "data: \"seen\"\n\n"
+        );
+        // Data that is not JSON (here NaN, which some client parsers accept) is withheld.
+        let out = rewrite_sse("data: {\"result\":NaN}\n\n", mark);
+        assert!(
+            out.contains("upstream_garbage") && !out.contains("NaN"),
+            "{out}"
+        );
+        // Fields clients ignore are dropped; comments kept.
+        assert_eq!(
+            rewrite_sse(": hi\nfoo: bar\ndata\ndata: 1\n\n", mark),
+            ": hi\ndata: \"seen\"\n\n"
+        );
+    }
 
     #[test]
     fn sse_rewrite_keeps_framing_and_touches_only_json() {

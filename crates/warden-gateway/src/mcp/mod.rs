@@ -386,7 +386,7 @@ fn check_session(
 }
 
 /// Step 4: the standard headers of 2026-07-28 must agree with the body.
-fn check_headers(headers: &HeaderMap, frame: &Frame) -> Result<(), Response> {
+pub(crate) fn check_headers(headers: &HeaderMap, frame: &Frame) -> Result<(), Response> {
     let (method, name) = match frame.message() {
         Message::Request { method, action, .. } => {
             // `Mcp-Name` belongs to these three methods only.

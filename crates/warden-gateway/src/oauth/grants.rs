@@ -104,7 +104,7 @@ impl Authority {
     }
 
     /// The single `warden_task` entry of `authorization_details`, if given.
-    fn task_detail(form: &Form) -> Result<Option<TaskDetail>, OauthError> {
+    pub(crate) fn task_detail(form: &Form) -> Result<Option<TaskDetail>, OauthError> {
         let bad = |m: String| OauthError::new("invalid_authorization_details", m);
         let Some(raw) = form.get("authorization_details") else {
             return Ok(None);

@@ -191,10 +191,10 @@ fn store_error(e: StoreError) -> OauthError {
 
 /// The form parameters, each at most once (RFC 6749 §3.2).
 #[derive(Debug, Default)]
-struct Form(HashMap<String, String>);
+pub(crate) struct Form(HashMap<String, String>);
 
 impl Form {
-    fn parse(body: &[u8]) -> Result<Self, OauthError> {
+    pub(crate) fn parse(body: &[u8]) -> Result<Self, OauthError> {
         let mut map = HashMap::new();
         for (k, v) in form_urlencoded::parse(body) {
             if map.insert(k.to_string(), v.into_owned()).is_some() {
@@ -207,7 +207,7 @@ impl Form {
         Ok(Self(map))
     }
 
-    fn get(&self, k: &str) -> Option<&str> {
+    pub(crate) fn get(&self, k: &str) -> Option<&str> {
         self.0.get(k).map(String::as_str).filter(|v| !v.is_empty())
     }
 
