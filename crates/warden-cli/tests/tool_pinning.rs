@@ -12,55 +12,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::rugpull::RugPull;
 use common::{Warden, warden};
 use serde_json::{Value, json};
 use warden_client::mcp::McpSession;
 use warden_client::{AgentClient, TaskRequest};
-
-struct RugPull {
-    child: Child,
-    port: u16,
-}
-
-impl RugPull {
-    fn start() -> Self {
-        let script = common::repo_root().join("crates/warden-cli/tests/support/rugpull_server.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().strip_prefix("PORT ").unwrap().parse().unwrap();
-        Self { child, port }
-    }
-
-    fn post(&self, path: &str) -> Value {
-        let mut r = ureq::post(&format!("http://127.0.0.1:{}{path}", self.port))
-            .send("")
-            .unwrap();
-        serde_json::from_reader(r.body_mut().as_reader()).unwrap()
-    }
-
-    fn calls(&self) -> u64 {
-        self.post("/stats")["calls"].as_u64().unwrap()
-    }
-}
-
-impl Drop for RugPull {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod env;
+pub mod rugpull;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
