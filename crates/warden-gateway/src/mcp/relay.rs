@@ -76,13 +76,29 @@ pub(super) async fn forward(
             if http::is_sse(&parts.headers) {
                 Body::new(InspectedSse::new(Body::new(body), gate, max_event))
             } else {
-                let Ok(raw) = to_bytes(Body::new(body), max_event).await else {
-                    return upstream_failed(
-                        &up.name,
-                        id.as_ref(),
-                        &UpstreamError::Body("the answer is too large or cut off".into()),
-                    );
-                };
+                // The body too must come within the upstream's timeout: an upstream that
+                // sends a head and then stalls would hold the call (found by the fault
+                // matrix, tests/fault_matrix.rs).
+                let raw =
+                    match tokio::time::timeout(http.timeout, to_bytes(Body::new(body), max_event))
+                        .await
+                    {
+                        Ok(Ok(raw)) => raw,
+                        Ok(Err(_)) => {
+                            return upstream_failed(
+                                &up.name,
+                                id.as_ref(),
+                                &UpstreamError::Body("the answer is too large or cut off".into()),
+                            );
+                        }
+                        Err(_) => {
+                            return upstream_failed(
+                                &up.name,
+                                id.as_ref(),
+                                &UpstreamError::Timeout(http.timeout),
+                            );
+                        }
+                    };
                 match serde_json::from_slice::<Value>(&raw) {
                     Ok(mut v) => {
                         gate.apply(&mut v);
@@ -100,12 +116,27 @@ pub(super) async fn forward(
             }
         }
         (Some(kind), _) => {
-            let Ok(raw) = to_bytes(Body::new(body), http::MAX_READ_ANSWER).await else {
-                return upstream_failed(
-                    &up.name,
-                    id.as_ref(),
-                    &UpstreamError::Body("list answer too large or cut off".into()),
-                );
+            let raw = match tokio::time::timeout(
+                http.timeout,
+                to_bytes(Body::new(body), http::MAX_READ_ANSWER),
+            )
+            .await
+            {
+                Ok(Ok(raw)) => raw,
+                Ok(Err(_)) => {
+                    return upstream_failed(
+                        &up.name,
+                        id.as_ref(),
+                        &UpstreamError::Body("list answer too large or cut off".into()),
+                    );
+                }
+                Err(_) => {
+                    return upstream_failed(
+                        &up.name,
+                        id.as_ref(),
+                        &UpstreamError::Timeout(http.timeout),
+                    );
+                }
             };
             let snapshot = s.authority.engine.snapshot();
             // Every result in the answer is filtered, whatever its id: an upstream cannot
