@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
 use crate::inspection::sse::Events;
-use crate::mcp::http::rewrite_sse;
+use crate::mcp::http::rewrite_sse_events;
 
 /// The events a client following the SSE grammar dispatches from `stream`: their data.
 fn client_events(stream: &str) -> Vec<String> {
@@ -73,11 +73,14 @@ fn sse() {
         let mut events = Events::default();
         for part in body.chunks(chunk) {
             events.push(part, |e| {
-                chunked.push_str(&rewrite_sse(&String::from_utf8_lossy(e), &mut mark));
+                chunked.push_str(&rewrite_sse_events(&String::from_utf8_lossy(e), &mut mark));
             });
         }
         if let Some(last) = events.finish() {
-            chunked.push_str(&rewrite_sse(&String::from_utf8_lossy(&last), &mut mark));
+            chunked.push_str(&rewrite_sse_events(
+                &String::from_utf8_lossy(&last),
+                &mut mark,
+            ));
         }
         for data in client_events(&chunked) {
             let withheld = serde_json::from_str::<Value>(&data)
@@ -91,10 +94,13 @@ fn sse() {
         let mut events = Events::default();
         let mut count = |_: &mut Value| {};
         events.push(body, |e| {
-            whole.push_str(&rewrite_sse(&String::from_utf8_lossy(e), &mut count));
+            whole.push_str(&rewrite_sse_events(&String::from_utf8_lossy(e), &mut count));
         });
         if let Some(last) = events.finish() {
-            whole.push_str(&rewrite_sse(&String::from_utf8_lossy(&last), &mut count));
+            whole.push_str(&rewrite_sse_events(
+                &String::from_utf8_lossy(&last),
+                &mut count,
+            ));
         }
         assert_eq!(
             client_events(&whole).len(),

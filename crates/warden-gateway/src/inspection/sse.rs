@@ -37,7 +37,7 @@ impl InspectedSse {
     /// One event (without its blank line), inspected, with its blank line.
     fn process(&self, event: &[u8]) -> Vec<u8> {
         let text = String::from_utf8_lossy(event);
-        crate::mcp::http::rewrite_sse(&text, |v| self.gate.apply(v)).into_bytes()
+        crate::mcp::http::rewrite_sse_events(&text, |v| self.gate.apply(v)).into_bytes()
     }
 
     fn too_large(&self) -> Vec<u8> {
@@ -60,12 +60,22 @@ pub(crate) struct Events {
     pending: Vec<u8>,
     /// How far `pending` has been searched for the end of an event.
     scanned: usize,
+    /// Past the stream's first bytes (where a byte-order mark is dropped).
+    started: bool,
 }
+
+const BOM: &[u8] = "\u{feff}".as_bytes();
 
 impl Events {
     /// Adds `data` and hands `each` every event it completes (without its blank line).
     pub(crate) fn push(&mut self, data: &[u8], mut each: impl FnMut(&[u8])) {
         self.pending.extend_from_slice(data);
+        if !self.started {
+            if BOM.starts_with(&self.pending) {
+                return; // maybe a byte-order mark: wait for the rest of it
+            }
+            self.start();
+        }
         while let Some((end, sep)) = event_end(&self.pending, self.scanned.saturating_sub(3)) {
             let rest = self.pending.split_off(end + sep);
             let mut event = std::mem::replace(&mut self.pending, rest);
@@ -76,6 +86,14 @@ impl Events {
         self.scanned = self.pending.len();
     }
 
+    /// Drops a byte-order mark at the very start of the stream, as clients do.
+    fn start(&mut self) {
+        if !self.started && self.pending.starts_with(BOM) {
+            self.pending.drain(..BOM.len());
+        }
+        self.started = true;
+    }
+
     /// Bytes waiting for the end of their event.
     pub(crate) fn pending(&self) -> usize {
         self.pending.len()
@@ -83,6 +101,7 @@ impl Events {
 
     /// At the end of the stream: the unfinished last event, unless it is only whitespace.
     pub(crate) fn finish(&mut self) -> Option<Vec<u8>> {
+        self.start();
         let last = std::mem::take(&mut self.pending);
         (!last.iter().all(u8::is_ascii_whitespace)).then_some(last)
     }

@@ -425,6 +425,11 @@ pub(crate) fn check_headers(headers: &HeaderMap, frame: &Frame) -> Result<(), Re
                 "Mcp-Method is required from 2026-07-28 (body: `{m}`)"
             ));
         }
+        // A response has no method: a proxy routing on the header must not see one
+        // (found by the `mcp_headers` fuzz target).
+        (Some(h), None) => {
+            return refuse(format!("Mcp-Method `{h}` given for a response"));
+        }
         _ => {}
     }
     match (header_str(headers, "mcp-name"), name) {
