@@ -4,18 +4,12 @@
 //!
 //!     WARDEN_ORT_LIB=.../libonnxruntime.so.1.22.1 WARDEN_ONNX_FIXTURE=target/onnx-fixture \
 //!         cargo test -p warden-inspect --features onnx --test onnx
-#![cfg(feature = "onnx")]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
     clippy::panic
 )]
-
-// scripts/fuzz.sh builds every test target of a fuzzed crate with coverage
-// instrumentation; this links the libFuzzer runtime that instrumentation calls.
-#[cfg(fuzzing)]
-extern crate bolero as _;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
