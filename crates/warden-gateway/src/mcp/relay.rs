@@ -76,29 +76,10 @@ pub(super) async fn forward(
             if http::is_sse(&parts.headers) {
                 Body::new(InspectedSse::new(Body::new(body), gate, max_event))
             } else {
-                // The body too must come within the upstream's timeout: an upstream that
-                // sends a head and then stalls would hold the call (found by the fault
-                // matrix, tests/fault_matrix.rs).
-                let raw =
-                    match tokio::time::timeout(http.timeout, to_bytes(Body::new(body), max_event))
-                        .await
-                    {
-                        Ok(Ok(raw)) => raw,
-                        Ok(Err(_)) => {
-                            return upstream_failed(
-                                &up.name,
-                                id.as_ref(),
-                                &UpstreamError::Body("the answer is too large or cut off".into()),
-                            );
-                        }
-                        Err(_) => {
-                            return upstream_failed(
-                                &up.name,
-                                id.as_ref(),
-                                &UpstreamError::Timeout(http.timeout),
-                            );
-                        }
-                    };
+                let raw = match read_answer(http, body, max_event).await {
+                    Ok(raw) => raw,
+                    Err(e) => return upstream_failed(&up.name, id.as_ref(), &e),
+                };
                 match serde_json::from_slice::<Value>(&raw) {
                     Ok(mut v) => {
                         gate.apply(&mut v);
@@ -116,27 +97,9 @@ pub(super) async fn forward(
             }
         }
         (Some(kind), _) => {
-            let raw = match tokio::time::timeout(
-                http.timeout,
-                to_bytes(Body::new(body), http::MAX_READ_ANSWER),
-            )
-            .await
-            {
-                Ok(Ok(raw)) => raw,
-                Ok(Err(_)) => {
-                    return upstream_failed(
-                        &up.name,
-                        id.as_ref(),
-                        &UpstreamError::Body("list answer too large or cut off".into()),
-                    );
-                }
-                Err(_) => {
-                    return upstream_failed(
-                        &up.name,
-                        id.as_ref(),
-                        &UpstreamError::Timeout(http.timeout),
-                    );
-                }
+            let raw = match read_answer(http, body, http::MAX_READ_ANSWER).await {
+                Ok(raw) => raw,
+                Err(e) => return upstream_failed(&up.name, id.as_ref(), &e),
             };
             let snapshot = s.authority.engine.snapshot();
             // Every result in the answer is filtered, whatever its id: an upstream cannot
@@ -187,6 +150,23 @@ pub(super) fn relayed_head(parts: &axum::http::response::Parts) -> axum::http::r
         }
     }
     out
+}
+
+/// The whole answer body, at most `max` bytes, within the upstream's timeout: an upstream
+/// that sends a head and then stalls must not hold the call (found by the fault matrix,
+/// tests/fault_matrix.rs).
+async fn read_answer<B>(http: &HttpUpstream, body: B, max: usize) -> Result<Bytes, UpstreamError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    match tokio::time::timeout(http.timeout, to_bytes(Body::new(body), max)).await {
+        Ok(Ok(raw)) => Ok(raw),
+        Ok(Err(_)) => Err(UpstreamError::Body(
+            "the answer is too large or cut off".into(),
+        )),
+        Err(_) => Err(UpstreamError::Timeout(http.timeout)),
+    }
 }
 
 pub(crate) fn upstream_failed(
