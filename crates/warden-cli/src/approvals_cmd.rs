@@ -9,6 +9,8 @@ use comfy_table::Table;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use serde_json::Value;
 
+use crate::view::{joined, s};
+
 use crate::admin_cmd::ServerArgs;
 
 #[derive(Debug, Subcommand)]
@@ -55,10 +57,6 @@ pub enum ApprovalsCommand {
     },
 }
 
-fn s<'v>(v: &'v Value, k: &str) -> &'v str {
-    v.get(k).and_then(Value::as_str).unwrap_or("")
-}
-
 fn age(created: i64) -> String {
     let now = warden_gateway::unix_now();
     let d = (now - created).max(0);
@@ -101,15 +99,7 @@ pub fn run(cmd: ApprovalsCommand) -> anyhow::Result<ExitCode> {
                     format!("{} {}", s(a, "action"), s(a, "resource")),
                     s(a, "state").to_owned(),
                     age(a.get("created_at").and_then(Value::as_i64).unwrap_or(0)),
-                    a.get("approvers")
-                        .and_then(Value::as_array)
-                        .map(|x| {
-                            x.iter()
-                                .filter_map(Value::as_str)
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        })
-                        .unwrap_or_default(),
+                    joined(a, "approvers", ", "),
                 ]);
             }
             println!("{t}");
@@ -124,17 +114,7 @@ pub fn run(cmd: ApprovalsCommand) -> anyhow::Result<ExitCode> {
             }
             let mut t = Table::new();
             t.load_preset(UTF8_FULL_CONDENSED);
-            let list = |k: &str| {
-                a.get(k)
-                    .and_then(Value::as_array)
-                    .map(|x| {
-                        x.iter()
-                            .filter_map(Value::as_str)
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    })
-                    .unwrap_or_default()
-            };
+            let list = |k: &str| joined(&a, k, "; ");
             let rows = [
                 ("id", s(&a, "id").to_owned()),
                 ("state", s(&a, "state").to_owned()),

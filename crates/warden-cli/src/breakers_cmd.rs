@@ -9,6 +9,8 @@ use comfy_table::Table;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use serde_json::Value;
 
+use crate::view::s;
+
 use crate::admin_cmd::ServerArgs;
 
 #[derive(Debug, Subcommand)]
@@ -33,10 +35,6 @@ pub enum BreakersCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
-}
-
-fn s<'v>(v: &'v Value, k: &str) -> &'v str {
-    v.get(k).and_then(Value::as_str).unwrap_or("")
 }
 
 fn n(v: &Value, k: &str) -> String {

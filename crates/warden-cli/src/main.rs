@@ -20,6 +20,7 @@ mod policy_cmd;
 mod serve;
 mod simulate;
 mod tools_cmd;
+mod view;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -8,6 +8,8 @@ use comfy_table::Table;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use serde_json::Value;
 
+use crate::view::{joined, s};
+
 use crate::admin_cmd::ServerArgs;
 
 #[derive(Debug, Subcommand)]
@@ -43,10 +45,6 @@ pub enum ToolsCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
-}
-
-fn s<'v>(v: &'v Value, k: &str) -> &'v str {
-    v.get(k).and_then(Value::as_str).unwrap_or("")
 }
 
 fn short(h: &str) -> String {
@@ -88,15 +86,7 @@ pub fn run(cmd: ToolsCommand) -> anyhow::Result<ExitCode> {
                     short(s(x, "current_hash")),
                     short(s(x, "approved_hash")),
                     s(x, "approved_by").to_owned(),
-                    x.get("poisoning")
-                        .and_then(Value::as_array)
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(Value::as_str)
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        })
-                        .unwrap_or_default(),
+                    joined(x, "poisoning", ", "),
                 ]);
             }
             println!("{t}");
