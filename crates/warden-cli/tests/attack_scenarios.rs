@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::env::Env;
 use common::rugpull::RugPull;
-use common::{Warden, eventually, reason, warden};
+use common::{eventually, reason, warden};
 use serde_json::{Value, json};
 use warden_client::mcp::McpSession;
 use warden_client::{AgentClient, TaskRequest};
@@ -300,39 +300,8 @@ permit (principal == Warden::Agent::"assistant", action == Warden::Action::"call
 /// The upstream changes a tool's description after it was approved.
 fn rug_pull() -> Contained {
     let server = RugPull::start();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("policies")).unwrap();
-    std::fs::write(
-        dir.path().join("policies/p.cedar"),
-        r#"permit (principal, action == Warden::Action::"call_tool", resource in Warden::ToolServer::"notes");"#,
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("warden.toml"),
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[policy]\ndir = \"policies\"\nwatch = false\n\
-             [inspection.pinning]\nmode = \"tofu\"\n\
-             [upstreams.notes]\nurl = \"http://127.0.0.1:{}/mcp\"\n",
-            server.port
-        ),
-    )
-    .unwrap();
-    let w = Warden::start_with(
-        warden()
-            .args(["serve", "--config"])
-            .arg(dir.path().join("warden.toml"))
-            .env("WARDEN_DATA_DIR", dir.path().join("data")),
-    );
-    let client = AgentClient::new(&w.url, "assistant", w.register_agent("assistant", true));
-    let url = format!("{}/mcp/notes", w.url);
-    let token = client
-        .token(
-            &url,
-            &TaskRequest::new("t-1", "notes").call_tool("notes/summarize"),
-        )
-        .unwrap();
-    let mut s = McpSession::new(client, &url, &token.access_token, "2025-11-25");
-    s.initialize().unwrap();
+    let (_dir, _warden, mut s) =
+        server.behind_warden("[inspection.pinning]\nmode = \"tofu\"\n", &["summarize"]);
     assert_eq!(
         s.tool_names().unwrap(),
         ["summarize"],

@@ -18,7 +18,6 @@ use common::rugpull::RugPull;
 use common::{Warden, warden};
 use serde_json::{Value, json};
 use warden_client::mcp::McpSession;
-use warden_client::{AgentClient, TaskRequest};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -32,49 +31,6 @@ fn tools_cli(w: &Warden, args: &[&str]) -> std::process::Output {
         .env("WARDEN_ADMIN_TOKEN", w.admin_secret())
         .output()
         .unwrap()
-}
-
-/// Warden in front of `server` (as upstream `notes`, every tool permitted by policy; `extra`
-/// appended to the config), and an initialised session whose task may call `tools`.
-fn start(server: &RugPull, extra: &str, tools: &[&str]) -> (tempfile::TempDir, Warden, McpSession) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("policies")).unwrap();
-    std::fs::write(
-        dir.path().join("policies/p.cedar"),
-        r#"permit (principal, action == Warden::Action::"call_tool", resource in Warden::ToolServer::"notes");"#,
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("warden.toml"),
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[policy]\ndir = \"policies\"\nwatch = false\n\
-             [upstreams.notes]\nurl = \"http://127.0.0.1:{}/mcp\"\n{extra}",
-            server.port
-        ),
-    )
-    .unwrap();
-    let w = Warden::start_with(
-        warden()
-            .args(["serve", "--config"])
-            .arg(dir.path().join("warden.toml"))
-            .env("WARDEN_DATA_DIR", dir.path().join("data")),
-    );
-    let key = w.register_agent("assistant", true);
-    let client = AgentClient::new(&w.url, "assistant", key);
-    let url = format!("{}/mcp/notes", w.url);
-    let token = client
-        .token(
-            &url,
-            &tools
-                .iter()
-                .fold(TaskRequest::new("t-1", "notes"), |t, tool| {
-                    t.call_tool(&format!("notes/{tool}"))
-                }),
-        )
-        .unwrap();
-    let mut s = McpSession::new(client, &url, &token.access_token, "2025-11-25");
-    s.initialize().unwrap();
-    (dir, w, s)
 }
 
 /// The `warden tools list --json` row of `tool`.
@@ -94,7 +50,7 @@ fn reason_of(r: &Value) -> &str {
 fn a_changed_tool_is_disabled_until_a_person_approves_it_again() {
     let server = RugPull::start();
     // The default: no trust on first use.
-    let (dir, w, mut s) = start(&server, "", &["summarize"]);
+    let (dir, w, mut s) = server.behind_warden("", &["summarize"]);
     let call = |s: &mut McpSession| {
         s.call_tool("summarize", json!({"note": "call Bob on Monday"}))
             .unwrap()
@@ -231,8 +187,7 @@ fn a_changed_tool_is_disabled_until_a_person_approves_it_again() {
 #[test]
 fn results_that_break_the_declared_output_schema_are_refused() {
     let server = RugPull::start();
-    let (dir, _w, mut s) = start(
-        &server,
+    let (dir, _w, mut s) = server.behind_warden(
         "[inspection.pinning]\nmode = \"off\"\n",
         &["balance", "unlisted"],
     );

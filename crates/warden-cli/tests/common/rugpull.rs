@@ -6,6 +6,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
+use warden_client::mcp::McpSession;
+use warden_client::{AgentClient, TaskRequest};
+
+use super::{Warden, warden};
 
 pub struct RugPull {
     child: Child,
@@ -13,6 +17,53 @@ pub struct RugPull {
 }
 
 impl RugPull {
+    /// Warden in front of `server` (as upstream `notes`, every tool permitted by policy; `extra`
+    /// appended to the config), and an initialised session whose task may call `tools`.
+    pub fn behind_warden(
+        &self,
+        extra: &str,
+        tools: &[&str],
+    ) -> (tempfile::TempDir, Warden, McpSession) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("policies")).unwrap();
+        std::fs::write(
+            dir.path().join("policies/p.cedar"),
+            r#"permit (principal, action == Warden::Action::"call_tool", resource in Warden::ToolServer::"notes");"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("warden.toml"),
+            format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\n[policy]\ndir = \"policies\"\nwatch = false\n\
+                 [upstreams.notes]\nurl = \"http://127.0.0.1:{}/mcp\"\n{extra}",
+                self.port
+            ),
+        )
+        .unwrap();
+        let w = Warden::start_with(
+            warden()
+                .args(["serve", "--config"])
+                .arg(dir.path().join("warden.toml"))
+                .env("WARDEN_DATA_DIR", dir.path().join("data")),
+        );
+        let key = w.register_agent("assistant", true);
+        let client = AgentClient::new(&w.url, "assistant", key);
+        let url = format!("{}/mcp/notes", w.url);
+        let token = client
+            .token(
+                &url,
+                &tools
+                    .iter()
+                    .fold(TaskRequest::new("t-1", "notes"), |t, tool| {
+                        t.call_tool(&format!("notes/{tool}"))
+                    }),
+            )
+            .unwrap();
+        let mut s = McpSession::new(client, &url, &token.access_token, "2025-11-25");
+        s.initialize().unwrap();
+        (dir, w, s)
+    }
+
     pub fn start() -> Self {
         let script = super::repo_root().join("crates/warden-cli/tests/support/rugpull_server.py");
         let mut child = Command::new("python3")
