@@ -374,7 +374,12 @@ pub fn rewrite_sse(body: &str, f: impl FnMut(&mut Value)) -> String {
 /// dropped at the start of a stream (`inspection::sse::Events` does that), so here it is
 /// part of the first field's name, as for a client.
 pub fn rewrite_sse_events(body: &str, mut f: impl FnMut(&mut Value)) -> String {
-    let body = body.replace("\r\n", "\n").replace('\r', "\n");
+    // Most upstreams end lines with LF only: no copy for them.
+    let body: std::borrow::Cow<'_, str> = if body.contains('\r') {
+        body.replace("\r\n", "\n").replace('\r', "\n").into()
+    } else {
+        body.into()
+    };
     let mut out = String::with_capacity(body.len());
     for event in body.split("\n\n") {
         let mut data: Option<String> = None;
