@@ -382,3 +382,118 @@ fn a_skewed_clock_and_an_unstorable_kill_are_refusals() {
     assert_ne!(after, "ok", "the unstored kill was lifted");
     assert_eq!(w.upstream.requests(), 1);
 }
+
+/// Sets the file-size limit of process `pid` (its soft limit; the hard one stays
+/// unlimited), as `prlimit` does: `0` makes every write to a regular file fail.
+fn set_fsize(pid: u32, limit: &str) {
+    let out = std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--fsize={limit}:")])
+        .output()
+        .expect("prlimit (util-linux)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The store full: no write to the audit log or the state database succeeds (a file-size
+/// limit of 0 on the running process, with SIGXFSZ ignored as the kernel's EFBIG is then the
+/// only effect — the closest an unprivileged test gets to ENOSPC). Calls are refused with
+/// nothing forwarded, a kill is in force at once though it cannot be stored, and once space
+/// is back the calls flow again, the gap is recorded and the log verifies.
+#[test]
+fn a_full_store_refuses_calls_and_recovers_with_the_gap_recorded() {
+    let env = common::env::Env::start_after("", "trap '' XFSZ");
+    let pid = env.warden.pid();
+    let data = env.data_dir();
+    let mut assistant = env.session("assistant", "crm", &["read_contact"], "2026-07-28");
+    let mut other = env.session("other", "crm", &["read_contact"], "2026-07-28");
+    assert_eq!(reason(&call_read(&mut assistant, "c-1")), "ok");
+    assert_eq!(reason(&call_read(&mut other, "c-1")), "ok");
+
+    set_fsize(pid, "0");
+    let before = env.stats().requests("crm");
+    let refused = call_read(&mut assistant, "c-2").unwrap();
+    assert_eq!(
+        refused["error"]["data"]["reason"], "audit_unavailable",
+        "{refused}"
+    );
+    assert_eq!(env.stats().requests("crm"), before, "nothing forwarded");
+    let (_, metrics) = env.warden.get("/metrics");
+    assert!(metrics.contains("warden_audit_failing 1"), "{metrics}");
+    let killed = env.warden.admin().kill("other", "forced", "disk full");
+    let err = format!("{killed:?}");
+    assert!(
+        killed.is_err() && err.contains("could not be stored"),
+        "{err}"
+    );
+    assert_ne!(reason(&call_read(&mut other, "c-2")), "ok");
+    assert_eq!(env.stats().requests("crm"), before, "nothing forwarded");
+
+    // Space is back.
+    set_fsize(pid, "unlimited");
+    let ok = eventually_ok(&mut assistant);
+    assert!(ok.get("result").is_some(), "{ok}");
+    assert_ne!(
+        reason(&call_read(&mut other, "c-4")),
+        "ok",
+        "the unstored kill was lifted"
+    );
+    let (_, metrics) = env.warden.get("/metrics");
+    assert!(metrics.contains("warden_audit_failing 0"), "{metrics}");
+
+    let common::env::Env {
+        warden: w, _dir, ..
+    } = env;
+    w.terminate();
+    let query = |args: &[&str]| -> Vec<Value> {
+        let out = warden()
+            .args(["audit", "query", "--json"])
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let gaps = query(&["--kind", "event", "--decision", "audit_gap"]);
+    assert_eq!(gaps.len(), 1, "{gaps:#?}");
+    let allowed: Vec<Value> = query(&["--kind", "decision", "--decision", "allow"])
+        .into_iter()
+        .filter_map(|r| r["record"]["args"]["id"].as_str().map(Value::from))
+        .collect();
+    assert!(allowed.contains(&json!("c-3")), "{allowed:?}");
+    assert!(
+        !allowed.contains(&json!("c-2")),
+        "the refused call is not an allow"
+    );
+    let v = warden()
+        .args(["audit", "verify", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+}
+
+fn call_read(s: &mut McpSession, id: &str) -> Result<Value, warden_client::ClientError> {
+    s.call_tool("read_contact", json!({"id": id}))
+}
+
+/// The first `read_contact` (`c-3`) that is answered once the store can be written again
+/// (the audit writer retries on its own schedule).
+fn eventually_ok(s: &mut McpSession) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = call_read(s, "c-3").unwrap();
+        if r.get("result").is_some() || Instant::now() > deadline {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -186,6 +186,15 @@ impl McpSession {
         Ok((status, Box::new(resp.into_body().into_reader())))
     }
 
+    /// Ends the session (`DELETE` with its `Mcp-Session-Id`); the HTTP status. Warden then
+    /// forgets the session: a later request naming it gets 404.
+    pub fn close(&mut self) -> Result<u16, ClientError> {
+        let req = self.signed(self.agent.http.delete(&self.url), "DELETE");
+        let resp = req.call().map_err(|e| ClientError::Http(e.to_string()))?;
+        self.session = None;
+        Ok(resp.status().as_u16())
+    }
+
     /// Sends a request; returns the JSON-RPC response message (`result` or `error`).
     pub fn request(&mut self, method: &str, mut params: Value) -> Result<Value, ClientError> {
         let id = self.next_id;

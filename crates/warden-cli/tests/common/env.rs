@@ -75,6 +75,21 @@ impl Env {
 
     /// With more config, more policies and environment variables for the server.
     pub fn start_with_env(extra_config: &str, extra_policies: &str, vars: &[(&str, &str)]) -> Self {
+        Self::start_full(extra_config, extra_policies, vars, None)
+    }
+
+    /// With `warden serve` started by `sh -c PRELUDE; exec warden serve …`: the prelude sets
+    /// up the process (resource limits, ignored signals) before Warden runs.
+    pub fn start_after(extra_config: &str, prelude: &str) -> Self {
+        Self::start_full(extra_config, "", &[], Some(prelude))
+    }
+
+    fn start_full(
+        extra_config: &str,
+        extra_policies: &str,
+        vars: &[(&str, &str)],
+        prelude: Option<&str>,
+    ) -> Self {
         let (rt, demo) = super::demo_server(
             "127.0.0.1:0",
             DemoOptions {
@@ -105,9 +120,16 @@ impl Env {
         }
         config.push_str(extra_config);
         std::fs::write(dir.path().join("warden.toml"), config).unwrap();
+        let mut cmd = match prelude {
+            None => warden(),
+            Some(p) => {
+                let mut sh = std::process::Command::new("sh");
+                sh.args(["-c", &format!("{p}; exec \"$0\" \"$@\""), super::WARDEN]);
+                sh
+            }
+        };
         let warden = Warden::start_with(
-            warden()
-                .args(["serve", "--config"])
+            cmd.args(["serve", "--config"])
                 .arg(dir.path().join("warden.toml"))
                 .env("WARDEN_DATA_DIR", dir.path().join("data"))
                 .env("DEMO_UPSTREAM_TOKEN", UPSTREAM_SECRET)

@@ -26,8 +26,11 @@ pub fn demo_server(
     (rt, demo)
 }
 
+/// The binary under test.
+pub const WARDEN: &str = env!("CARGO_BIN_EXE_warden");
+
 pub fn warden() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_warden"))
+    Command::new(WARDEN)
 }
 
 pub fn repo_root() -> PathBuf {
@@ -119,6 +122,11 @@ impl Warden {
             stderr,
             agent,
         }
+    }
+
+    /// The server's process id (to sample its memory and descriptors in /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The bootstrap admin secret `warden serve` prints once at first start.
