@@ -173,6 +173,45 @@ fn no_token_means_401_with_the_resource_metadata() {
     assert_eq!(env.stats().requests("crm"), 0);
 }
 
+/// A request refused before its body is read (no token, too large) is answered with
+/// `Connection: close` and the connection is closed: a pooled client reconnects instead of
+/// sending its next request on a connection whose unread body would be taken for it.
+#[test]
+fn a_refusal_before_the_body_is_read_closes_the_connection_and_says_so() {
+    use std::io::{Read, Write};
+    let env = Env::start();
+    let addr = env.warden.url.trim_start_matches("http://").to_owned();
+    let big = "x".repeat(200_000);
+    for (body, status) in [
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#,
+            "401",
+        ),
+        (big.as_str(), "401"),
+    ] {
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            c,
+            "POST /mcp/crm HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .ok(); // Warden may close before the whole of a large body is sent.
+        let mut answer = Vec::new();
+        let read = c.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer).to_lowercase();
+        assert!(
+            answer.starts_with(&format!("http/1.1 {status}")),
+            "{answer}"
+        );
+        assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
+        assert!(read.is_ok(), "the connection ends cleanly: {read:?}");
+    }
+    assert_eq!(env.stats().requests("crm"), 0);
+}
+
 #[test]
 fn malformed_input_gets_precise_errors_and_nothing_is_forwarded() {
     let env = Env::start();

@@ -184,7 +184,7 @@ async fn post_inner(
 ) -> Response {
     let claims = match admit(s, local, "POST", headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return super::unread_body(r),
     };
     trail.authenticated(&claims);
     let frame = match read_frame(s, &claims, SCOPE, body).await {

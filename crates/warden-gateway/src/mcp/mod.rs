@@ -451,6 +451,16 @@ fn stated_reason<'a>(frame: &'a Frame, headers: &'a HeaderMap) -> Option<&'a str
         .or_else(|| header_str(headers, REASON_HEADER))
 }
 
+/// A refusal answered before the request's body was read (or read whole): it says
+/// `Connection: close` and the connection ends with it. Otherwise the server would close it
+/// anyway when the unread rest is not already buffered, and a pooled client, told nothing,
+/// would send its next request on a dead connection.
+pub(super) fn unread_body(mut r: Response) -> Response {
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
 /// Step 3: the body, within the size limit, as one strict JSON-RPC message.
 async fn read_frame(
     s: &McpState,
@@ -459,13 +469,13 @@ async fn read_frame(
     body: Body,
 ) -> Result<Frame, Response> {
     let Ok(bytes) = to_bytes(body, s.max_body).await else {
-        return Err(rpc_error(
+        return Err(unread_body(rpc_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             None,
             codes::INVALID_REQUEST,
             &format!("the message exceeds {} bytes", s.max_body),
             json!({"reason": "frame_too_large"}),
-        ));
+        )));
     };
     Frame::parse(&bytes, s.max_body).map_err(|e| {
         tracing::info!(agent = %claims.client_id, upstream = %scope, "malformed MCP message: {e}");
@@ -509,7 +519,7 @@ async fn post_inner(
     let (s, headers) = (s.as_ref(), headers);
     let (up, claims) = match admit(s, local, server, "POST", headers) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return unread_body(r),
     };
     trail.authenticated(&claims);
     let frame = match read_frame(s, &claims, &up.name, body).await {
