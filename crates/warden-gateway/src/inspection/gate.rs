@@ -81,9 +81,32 @@ impl ResultGate {
         })
     }
 
-    /// Inspects one JSON-RPC message and acts on it in place. Only answers are touched (a
-    /// `result`, or an upstream's `error`, whose message and data reach the agent too);
-    /// everything else passes as it is.
+    /// What replaces a server request or notification withheld from the agent: a log
+    /// notification saying so (the upstream's request goes unanswered, as if the client had
+    /// ignored it; the agent is not handed an answer to an id it never sent).
+    fn withheld(&self, msg: &Value, reason: &str, message: &str) -> Value {
+        json!({
+            "jsonrpc": "2.0",
+            "method": "notifications/message",
+            "params": {
+                "level": "warning",
+                "logger": "warden",
+                "data": {
+                    "withheld": msg.get("method").cloned().unwrap_or(Value::Null),
+                    "reason": reason,
+                    "message": message,
+                    "resource": self.resource,
+                },
+            },
+        })
+    }
+
+    /// Inspects one JSON-RPC message and acts on it in place: an answer (a `result`, or an
+    /// upstream's `error`, whose message and data reach the agent too), and the `params` of
+    /// a request or notification the upstream sends the agent with it (a sampling request's
+    /// prompt, an elicitation's message, a log line: all text that reaches the agent's
+    /// model). A blocked answer becomes an error; a blocked request or notification is
+    /// withheld and a warning notification takes its place.
     pub fn apply(&self, msg: &mut Value) {
         // A batch (no longer in MCP, but a client may still read one) is inspected message
         // by message: nothing passes because of its shape.
@@ -95,10 +118,29 @@ impl ResultGate {
             "result"
         } else if msg.get("error").is_some() {
             "error"
+        } else if msg.get("method").is_some() {
+            "params"
         } else {
             return;
         };
-        let base = if key == "result" { "/result" } else { "/error" };
+        let base = match key {
+            "result" => "/result",
+            "error" => "/error",
+            _ => "/params",
+        };
+        // Audited as what the agent was sent: a result, or a message of the upstream's own.
+        let direction = if key == "params" {
+            "server_message"
+        } else {
+            "result"
+        };
+        let block_with = |gate: &Self, msg: &Value, reason: &str, why: &str| {
+            if key == "params" {
+                gate.withheld(msg, reason, why)
+            } else {
+                gate.refusal(msg, reason, why)
+            }
+        };
         let Some(Value::Object(result)) = msg.get_mut(key) else {
             return;
         };
@@ -111,12 +153,12 @@ impl ResultGate {
             tracing::warn!(target: "warden::inspection", resource = %self.resource, %why,
                 "a tool result breaks the tool's declared output schema");
             if config.output_schema == OutputSchemaAction::Block {
-                self.record("output_schema", &[finding], "block");
+                self.record(direction, "output_schema", &[finding], "block");
                 let why = format!("the result of {}: {why}", self.resource);
                 *msg = self.refusal(msg, "output_schema_violation", &why);
                 return;
             }
-            self.record("output_schema", &[finding], "alert");
+            self.record(direction, "output_schema", &[finding], "alert");
         }
         let size = text_bytes(result);
         if key == "result" {
@@ -136,8 +178,8 @@ impl ResultGate {
                          (inspection.max_result_bytes)",
                         self.resource, config.max_result_bytes
                     );
-                    self.record("oversize", &[], "block");
-                    *msg = self.refusal(msg, "result_too_large", &why);
+                    self.record(direction, "oversize", &[], "block");
+                    *msg = block_with(self, msg, "result_too_large", &why);
                     return;
                 }
                 Oversize::Truncate => truncate(result, config.max_result_bytes),
@@ -165,7 +207,7 @@ impl ResultGate {
                 injection_rules.push_str(&rules_of(&report));
                 if actions.injection == InjectionAction::Block && block.is_none() {
                     block = Some(format!(
-                        "the result at {path} reads as a prompt injection ({})",
+                        "the content at {path} reads as a prompt injection ({})",
                         rules_of(&report)
                     ));
                 }
@@ -178,7 +220,7 @@ impl ResultGate {
                 match action {
                     DlpAction::Block if block.is_none() => {
                         block = Some(format!(
-                            "the result at {path} carries {} ({})",
+                            "the content at {path} carries {} ({})",
                             m.class.as_str(),
                             m.rule
                         ));
@@ -203,10 +245,10 @@ impl ResultGate {
             return;
         }
         self.inspection
-            .alert(&self.agent, &self.resource, "result", &alerts);
+            .alert(&self.agent, &self.resource, direction, &alerts);
         if let Some(why) = block {
-            self.record("findings", &findings, "block");
-            *msg = self.refusal(msg, "content_blocked", &why);
+            self.record(direction, "findings", &findings, "block");
+            *msg = block_with(self, msg, "content_blocked", &why);
             return;
         }
         let injected = !injection_rules.is_empty();
@@ -218,24 +260,24 @@ impl ResultGate {
             InjectionAction::Block => "block",
             InjectionAction::Taint => "taint",
         };
-        if injected && key == "result" {
+        if injected && key != "error" {
             annotate(result, &findings);
         }
-        self.record("findings", &findings, action);
+        self.record(direction, "findings", &findings, action);
         if injected && actions.injection == InjectionAction::Taint {
             self.taint(&injection_rules);
         }
     }
 
     /// The audit event of what this result showed.
-    fn record(&self, what: &str, findings: &[Value], action: &str) {
+    fn record(&self, direction: &str, what: &str, findings: &[Value], action: &str) {
         self.inspection.audit.event(
             warden_audit::EventRecord::new(crate::audit::now_ms(), "content_findings", "warden")
                 .agent(&self.agent)
                 .detail("resource", self.resource.as_str())
                 .detail("decision_seq", self.decision_seq)
                 .detail("task", self.task.as_str())
-                .detail("direction", "result")
+                .detail("direction", direction)
                 .detail("what", what)
                 .detail("action", action)
                 .detail("findings", Value::Array(findings.to_vec())),
