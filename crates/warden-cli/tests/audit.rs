@@ -30,15 +30,7 @@ fn audit(data: &Path, args: &[&str]) -> Output {
 }
 
 fn records(data: &Path, args: &[&str]) -> Vec<Value> {
-    let mut all = vec!["query", "--json"];
-    all.extend_from_slice(args);
-    let out = audit(data, &all);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    crate::common::audit_query(data, args)
 }
 
 fn text(b: &[u8]) -> String {

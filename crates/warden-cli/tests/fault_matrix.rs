@@ -245,19 +245,7 @@ impl World {
     }
 
     fn outcomes(&self) -> Vec<Value> {
-        let out = warden()
-            .args([
-                "audit",
-                "query",
-                "--json",
-                "--kind",
-                "outcome",
-                "--data-dir",
-            ])
-            .arg(self._dir.path().join("data"))
-            .output()
-            .unwrap();
-        serde_json::from_slice(&out.stdout).unwrap()
+        common::audit_query(&self._dir.path().join("data"), &["--kind", "outcome"])
     }
 }
 
@@ -463,21 +451,7 @@ fn a_full_store_refuses_calls_and_recovers_with_the_gap_recorded() {
         warden: w, _dir, ..
     } = env;
     w.terminate();
-    let query = |args: &[&str]| -> Vec<Value> {
-        let out = warden()
-            .args(["audit", "query", "--json"])
-            .args(args)
-            .arg("--data-dir")
-            .arg(&data)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
+    let query = |args: &[&str]| common::audit_query(&data, args);
     let gaps = query(&["--kind", "event", "--decision", "audit_gap"]);
     assert_eq!(gaps.len(), 1, "{gaps:#?}");
     let allowed: Vec<Value> = query(&["--kind", "decision", "--decision", "allow"])
@@ -548,12 +522,7 @@ fn server_requests_and_notifications_in_an_answer_are_inspected() {
     }
     assert_eq!(messages[0]["method"], "sampling/createMessage");
     let events = common::eventually("findings on the server's messages", || {
-        let out = warden()
-            .args(["audit", "query", "--json", "--kind", "event", "--data-dir"])
-            .arg(w._dir.path().join("data"))
-            .output()
-            .unwrap();
-        let v: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let v = common::audit_query(&w._dir.path().join("data"), &["--kind", "event"]);
         let n = v
             .iter()
             .filter(|e| e["record"]["details"]["direction"] == "server_message")

@@ -174,12 +174,7 @@ impl Env {
 
     /// The audit trail's records of `kind` (`decision`, `outcome`, `event`), oldest first.
     pub fn audit_records(&self, kind: &str) -> Vec<serde_json::Value> {
-        let out = warden()
-            .args(["audit", "query", "--json", "--kind", kind, "--data-dir"])
-            .arg(self.data_dir())
-            .output()
-            .unwrap();
-        serde_json::from_slice(&out.stdout).unwrap()
+        super::audit_query(&self.data_dir(), &["--kind", kind])
     }
 
     pub fn stats(&self) -> Arc<Stats> {

@@ -33,6 +33,24 @@ pub fn warden() -> Command {
     Command::new(WARDEN)
 }
 
+/// `warden audit query --json ARGS --data-dir DATA`, offline: the records (`{"seq",
+/// "record": {...}}`), oldest first.
+pub fn audit_query(data: &Path, args: &[&str]) -> Vec<serde_json::Value> {
+    let out = warden()
+        .args(["audit", "query", "--json"])
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
