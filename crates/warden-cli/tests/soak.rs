@@ -138,12 +138,15 @@ fn worker(env: &Env, n: usize, stop: &AtomicBool, counts: &Counts) {
 #[test]
 fn steady_load_shows_no_memory_or_descriptor_growth() {
     let secs = soak_secs();
-    // Proofs live 5 s in the replay cache (the configurable minimum), so the cache reaches
-    // its steady size early in the run instead of after the default minute. The clients run
+    // Proofs live 5 s in the replay cache (the configurable minimum) and tokens 30 s in the
+    // signature cache, so both reach their steady size in the warm-up instead of after the
+    // default minute and five minutes. The clients run
     // at machine speed on purpose: the behavioural monitor scores and alerts as usual, but
     // does not quarantine them (it would, rightly, as runaways).
     let env = Env::start_with(
-        "[oauth]\ndpop_max_age_secs = 5\n[monitor]\nquarantine_at = 0\n",
+        "[oauth]\ndpop_max_age_secs = 5\n\
+         [oauth.token_lifetime_secs]\nintern = 30\njunior = 30\nsenior = 30\nprincipal = 30\n\
+         [monitor]\nquarantine_at = 0\n",
         "",
     );
     let pid = env.warden.pid();

@@ -3,9 +3,11 @@
 //!
 //! An entry lives until the moment its token or proof would be refused anyway (its `exp`,
 //! or `iat` plus the acceptance window), so a replay inside the window is caught and memory
-//! stays bounded. Sixteen shards, each behind its own short lock: no global lock on the
-//! request path. When a shard is full even after dropping expired entries, new uses are
-//! refused (fail closed) rather than remembered badly.
+//! stays bounded. Expired entries are swept from a shard at most every [`SWEEP_SECS`] (so
+//! the cache holds about what the window holds, not its capacity: a soak found it growing
+//! to the cap when it was swept only when full). Sixteen shards, each behind its own short
+//! lock: no global lock on the request path. When a shard is full even after dropping
+//! expired entries, new uses are refused (fail closed) rather than remembered badly.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,6 +15,23 @@ use std::sync::Mutex;
 use sha2::{Digest, Sha256};
 
 const SHARDS: usize = 16;
+
+/// How often (seconds) a shard drops its expired entries, at the latest.
+pub const SWEEP_SECS: i64 = 5;
+
+/// One shard: the entries, and when they are next swept.
+#[derive(Debug, Default)]
+struct Shard {
+    map: HashMap<u128, i64>,
+    next_sweep: i64,
+}
+
+impl Shard {
+    fn sweep(&mut self, now: i64) {
+        self.map.retain(|_, exp| *exp >= now);
+        self.next_sweep = now.saturating_add(SWEEP_SECS);
+    }
+}
 
 /// Why a `jti` was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -26,7 +45,7 @@ pub enum ReplayError {
 /// A set of used identifiers, each remembered until its expiry.
 #[derive(Debug)]
 pub struct ReplayCache {
-    shards: Vec<Mutex<HashMap<u128, i64>>>,
+    shards: Vec<Mutex<Shard>>,
     per_shard: usize,
 }
 
@@ -34,7 +53,7 @@ impl ReplayCache {
     /// Remembers up to `capacity` live identifiers.
     pub fn new(capacity: usize) -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             per_shard: capacity.div_ceil(SHARDS).max(1),
         }
     }
@@ -60,19 +79,19 @@ impl ReplayCache {
             .shards
             .get((key as usize) % SHARDS)
             .ok_or(ReplayError::Full)?;
-        let mut map = shard.lock().map_err(|_| ReplayError::Full)?;
-        if let Some(&exp) = map.get(&key)
+        let mut shard = shard.lock().map_err(|_| ReplayError::Full)?;
+        if let Some(&exp) = shard.map.get(&key)
             && exp >= now
         {
             return Err(ReplayError::Replayed);
         }
-        if map.len() >= self.per_shard {
-            map.retain(|_, exp| *exp >= now);
-            if map.len() >= self.per_shard {
+        if now >= shard.next_sweep || shard.map.len() >= self.per_shard {
+            shard.sweep(now);
+            if shard.map.len() >= self.per_shard {
                 return Err(ReplayError::Full);
             }
         }
-        map.insert(key, expires_at);
+        shard.map.insert(key, expires_at);
         Ok(())
     }
 
@@ -80,7 +99,7 @@ impl ReplayCache {
     pub fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().map_or(0, |m| m.len()))
+            .map(|s| s.lock().map_or(0, |s| s.map.len()))
             .sum()
     }
 
@@ -117,5 +136,20 @@ mod tests {
         assert!(c.len() <= 16);
         // Once the entries expire they are dropped to make room.
         c.use_once("s", "later", 300, 200).unwrap();
+    }
+
+    #[test]
+    fn expired_entries_are_swept_without_waiting_for_the_cache_to_fill() {
+        let c = ReplayCache::new(1_000_000);
+        for i in 0..1000 {
+            c.use_once("s", &i.to_string(), 10, 0).unwrap();
+        }
+        assert_eq!(c.len(), 1000);
+        // Past their expiry and the sweep interval, each shard's next use sweeps it.
+        for i in 0..200 {
+            c.use_once("s", &format!("n{i}"), 100, 10 + SWEEP_SECS)
+                .unwrap();
+        }
+        assert!(c.len() <= 200, "{} entries left", c.len());
     }
 }

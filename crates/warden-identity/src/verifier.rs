@@ -61,40 +61,59 @@ pub struct Presentation<'a> {
     pub url: &'a str,
 }
 
-/// Verified signatures by token digest, bounded; entries are dropped at the token's `exp`.
+/// Verified signatures by token digest, bounded; expired entries are swept from a shard
+/// at most every [`crate::replay::SWEEP_SECS`], so the cache holds the live tokens, not
+/// its capacity.
 #[derive(Debug)]
 struct SignatureCache {
-    shards: Vec<Mutex<HashMap<[u8; 32], Arc<AccessClaims>>>>,
+    shards: Vec<Mutex<SignatureShard>>,
     per_shard: usize,
+}
+
+#[derive(Debug, Default)]
+struct SignatureShard {
+    map: HashMap<[u8; 32], Arc<AccessClaims>>,
+    next_sweep: i64,
 }
 
 impl SignatureCache {
     fn new(capacity: usize) -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(SignatureShard::default()))
+                .collect(),
             per_shard: capacity.div_ceil(SHARDS).max(1),
         }
     }
 
-    fn shard(&self, key: &[u8; 32]) -> Option<&Mutex<HashMap<[u8; 32], Arc<AccessClaims>>>> {
+    fn shard(&self, key: &[u8; 32]) -> Option<&Mutex<SignatureShard>> {
         self.shards.get(usize::from(key[0]) % SHARDS)
     }
 
     fn get(&self, key: &[u8; 32]) -> Option<Arc<AccessClaims>> {
-        self.shard(key)?.lock().ok()?.get(key).cloned()
+        self.shard(key)?.lock().ok()?.map.get(key).cloned()
     }
 
     fn put(&self, key: [u8; 32], claims: Arc<AccessClaims>, now: i64) {
-        let Some(Ok(mut map)) = self.shard(&key).map(|s| s.lock()) else {
+        let Some(Ok(mut shard)) = self.shard(&key).map(|s| s.lock()) else {
             return;
         };
-        if map.len() >= self.per_shard {
-            map.retain(|_, c| c.exp > now);
-            if map.len() >= self.per_shard {
-                map.clear(); // a cache: forgetting costs a signature check, nothing else
+        if now >= shard.next_sweep || shard.map.len() >= self.per_shard {
+            shard.map.retain(|_, c| c.exp > now);
+            shard.next_sweep = now.saturating_add(crate::replay::SWEEP_SECS);
+            if shard.map.len() >= self.per_shard {
+                shard.map.clear(); // a cache: forgetting costs a signature check, nothing else
             }
         }
-        map.insert(key, claims);
+        shard.map.insert(key, claims);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().map_or(0, |s| s.map.len()))
+            .sum()
     }
 }
 
@@ -210,5 +229,46 @@ impl TokenVerifier {
 
     pub fn revocations(&self) -> &Revocations {
         &self.revocations
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(exp: i64) -> Arc<AccessClaims> {
+        Arc::new(AccessClaims {
+            iss: "i".into(),
+            sub: "s".into(),
+            aud: "a".into(),
+            exp,
+            iat: 0,
+            jti: "j".into(),
+            client_id: "c".into(),
+            authorization_details: Vec::new(),
+            act: None,
+            cnf: None,
+            autonomy: warden_core::AutonomyLevel::Junior,
+            sponsor: Vec::new(),
+            depth: 0,
+            parents: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn expired_signatures_are_swept_without_waiting_for_the_cache_to_fill() {
+        let cache = SignatureCache::new(100_000);
+        for i in 0..1000u32 {
+            let mut key = [0u8; 32];
+            key[..4].copy_from_slice(&i.to_le_bytes());
+            cache.put(key, claims(10), 0);
+        }
+        assert_eq!(cache.len(), 1000);
+        for i in 0..200u32 {
+            let mut key = [1u8; 32];
+            key[..4].copy_from_slice(&i.to_le_bytes());
+            cache.put(key, claims(100), 10 + crate::replay::SWEEP_SECS);
+        }
+        assert!(cache.len() <= 200, "{} entries left", cache.len());
     }
 }
