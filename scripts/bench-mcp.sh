@@ -6,7 +6,10 @@
 # idle and right after the load. When nginx is installed (`apt-get install nginx-light`), it
 # is started too, as a plain keep-alive reverse proxy in front of the same upstream, and
 # measured in the same run: the yardstick for what one extra hop costs on this machine.
-# Usage: scripts/bench-mcp.sh [seconds] [--json]
+# Usage: scripts/bench-mcp.sh [seconds] [--json] [more `warden bench mcp` options]
+# With --json, stdout is one JSON document (the machine, the date, nginx's version, RSS and
+# every point) and the progress lines go to stderr:
+#   scripts/bench-mcp.sh 10 --json > docs/bench/mcp-e2e.json
 # Environment: BENCH_CALL=4k measures `docs/read` of a 4 KiB document (the content-inspection
 # path) instead of `crm/read_contact`; BENCH_INSPECTION=off turns content inspection off,
 # to isolate its cost.
@@ -14,6 +17,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
 shift || true
+json=false
+for a in "$@"; do [ "$a" = --json ] && json=true; done
+# Progress lines: to stderr when stdout carries the JSON document.
+say() { if $json; then echo "$@" >&2; else echo "$@"; fi; }
 cargo build --release --locked -p warden-cli -p warden-testkit
 bin=target/release/warden
 work=$(mktemp -d)
@@ -58,7 +65,7 @@ if [ "${BENCH_CALL:-}" = 4k ]; then
   call=(--upstream docs --tool read --arguments '{"path":"policy-4k.md"}')
   path=docs
 fi
-echo "call: ${call[*]}; content inspection: $inspection"
+say "call: ${call[*]}; content inspection: $inspection"
 BENCH_UPSTREAM_SECRET=bench-upstream-secret RUST_LOG=warn "$bin" serve --config "$work/warden.toml" >"$work/out" &
 wpid=$!
 for _ in $(seq 100); do grep -q wdn_admin_ "$work/out" 2>/dev/null && break; sleep 0.1; done
@@ -92,15 +99,38 @@ NGINX
   "$nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log" &
   npid=$!
   proxy=(--proxy "http://127.0.0.1:18482/$path/mcp")
-  echo "nginx: $("$nginx" -v 2>&1 | cut -d/ -f2), one worker per core, keep-alive upstream"
+  nginx_version=$("$nginx" -v 2>&1 | cut -d/ -f2)
+  say "nginx: $nginx_version, one worker per core, keep-alive upstream"
 else
-  echo "nginx not installed: no plain-proxy yardstick (apt-get install nginx-light)"
+  say "nginx not installed: no plain-proxy yardstick (apt-get install nginx-light)"
 fi
 rss() { awk '/VmRSS/ {print $2 " kB"}' /proc/$wpid/status; }
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%F)"
-echo "warden RSS idle: $(rss)"
-"$bin" bench mcp --server http://127.0.0.1:18480 --direct "http://127.0.0.1:18481/$path/mcp" "${call[@]}" \
-  --direct-header "Authorization: Bearer bench-upstream-secret" --seconds "$secs" "${proxy[@]}" "$@"
+machine="$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+say "machine: $machine; $(date -u +%F)"
+rss_idle=$(rss)
+say "warden RSS idle: $rss_idle"
+points=$("$bin" bench mcp --server http://127.0.0.1:18480 --direct "http://127.0.0.1:18481/$path/mcp" "${call[@]}" \
+  --direct-header "Authorization: Bearer bench-upstream-secret" --seconds "$secs" "${proxy[@]}" "$@")
+$json || echo "$points"
 # Who committed the audit records: calls on their own thread (leader) or the writer thread.
-curl -s http://127.0.0.1:18480/metrics | grep -E "^warden_audit_(records_written|commits|leader_commits)_total" || true
-echo "warden RSS after load: $(rss) (peak $(awk '/VmHWM/ {print $2 " kB"}' /proc/$wpid/status))"
+audit=$(curl -s http://127.0.0.1:18480/metrics | grep -E "^warden_audit_(records_written|commits|leader_commits)_total" || true)
+say "$audit"
+rss_after=$(rss)
+rss_peak=$(awk '/VmHWM/ {print $2 " kB"}' /proc/$wpid/status)
+say "warden RSS after load: $rss_after (peak $rss_peak)"
+if $json; then
+  POINTS="$points" AUDIT="$audit" python3 - "$machine" "${nginx_version:-}" "${call[*]}" "$inspection" "$secs" "$rss_idle" "$rss_after" "$rss_peak" <<'PY'
+import json, os, sys, datetime
+machine, nginx, call, inspection, secs, idle, after, peak = sys.argv[1:]
+kib = lambda s: int(s.split()[0])
+audit = dict(l.split() for l in os.environ["AUDIT"].splitlines() if l.strip())
+print(json.dumps({
+    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+    "machine": machine, "nginx": nginx or None, "call": call,
+    "content_inspection": inspection == "true", "seconds_per_point": int(secs),
+    "warden_rss_kib": {"idle": kib(idle), "after": kib(after), "peak": kib(peak)},
+    "audit": {k: int(v) for k, v in audit.items()},
+    "points": json.loads(os.environ["POINTS"]),
+}, indent=2))
+PY
+fi
