@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use common::env::{Env, UPSTREAM_SECRET};
 use common::{Warden, eventually, reason, warden};
-use serde_json::{Value, json};
+use serde_json::json;
 use warden_client::mcp::McpSession;
 use warden_client::{AdminClient, AgentClient, TaskRequest};
 use warden_identity::KeyPair;
@@ -44,21 +44,8 @@ fn session(url: &str, agent: &str, key: &KeyPair, tool: &str) -> McpSession {
 
 /// Every `decision` record's argument `id`s, read offline from the data directory.
 fn recorded_ids(data: &Path) -> HashSet<String> {
-    let out = warden()
-        .args([
-            "audit", "query", "--json", "--kind", "decision", "--limit", "1000000",
-        ])
-        .args(["--data-dir"])
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    v.iter()
+    common::audit_query(data, &["--kind", "decision", "--limit", "1000000"])
+        .iter()
         .filter_map(|r| r["record"]["args"]["id"].as_str().map(str::to_owned))
         .collect()
 }
