@@ -45,6 +45,9 @@ enum Mode {
     /// SSE: a sampling request and a log notification of the upstream's own, both carrying
     /// the injection, before the result.
     SseServerMessages,
+    /// SSE: a notification whose params are an array, and a result that is a bare string,
+    /// both carrying the injection.
+    SseOddShapes,
 }
 
 const INJECTED: &str =
@@ -132,6 +135,15 @@ fn serve(conn: TcpStream, mode: &Mutex<Mode>, requests: &AtomicU64) {
                 (
                     "text/event-stream",
                     format!("data: {sampling}\n\ndata: {log}\n\ndata: {result}\n\n"),
+                )
+            }
+            Mode::SseOddShapes => {
+                let log = json!({"jsonrpc": "2.0", "method": "notifications/message",
+                    "params": [INJECTED]});
+                let bare = json!({"jsonrpc": "2.0", "id": id, "result": INJECTED});
+                (
+                    "text/event-stream",
+                    format!("data: {log}\n\ndata: {bare}\n\n"),
                 )
             }
             Mode::SseNan => (
@@ -548,4 +560,15 @@ fn server_requests_and_notifications_in_an_answer_are_inspected() {
         "notifications/message"
     );
     assert_eq!(messages[2]["error"]["data"]["reason"], "content_blocked");
+
+    // Shapes MCP does not have (array params, a bare string result) are not read past:
+    // withheld, whatever the injection action.
+    let w = World::start();
+    w.upstream.set(Mode::SseOddShapes);
+    let messages = raw_call_messages(&w, &w.session());
+    let text = serde_json::to_string(&messages).unwrap();
+    assert!(!text.contains("Ignore all previous"), "{text}");
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    assert_eq!(messages[0]["params"]["data"]["reason"], "upstream_garbage");
+    assert_eq!(messages[1]["error"]["data"]["reason"], "upstream_garbage");
 }

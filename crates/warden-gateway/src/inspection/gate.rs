@@ -141,6 +141,19 @@ impl ResultGate {
                 gate.refusal(msg, reason, why)
             }
         };
+        match msg.get(key) {
+            Some(Value::Object(_)) => {}
+            // A request or notification without params: nothing the agent reads.
+            None | Some(Value::Null) if key == "params" => return,
+            // MCP answers, requests and notifications carry objects; any other shape (a bare
+            // string, an array) is withheld rather than passed on unread.
+            _ => {
+                self.record(direction, "shape", &[], "block");
+                let why = format!("{base} from {} is not a JSON object", self.resource);
+                *msg = block_with(self, msg, "upstream_garbage", &why);
+                return;
+            }
+        }
         let Some(Value::Object(result)) = msg.get_mut(key) else {
             return;
         };
