@@ -55,12 +55,7 @@ fn pending(env: &Env, secret: &str) -> Value {
 }
 
 fn events(env: &Env) -> Vec<Value> {
-    let out = warden()
-        .args(["audit", "query", "--json", "--data-dir"])
-        .arg(env.data_dir())
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::audit_query(&env.data_dir(), &[])
 }
 
 #[test]

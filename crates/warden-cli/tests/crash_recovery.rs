@@ -191,11 +191,7 @@ fn repeated_kill9_under_load_loses_nothing_acknowledged() {
             "round {round} (killed after {wait} ms): {} acknowledged calls without a record: {missing:?}",
             missing.len()
         );
-        let v = warden()
-            .args(["audit", "verify", "--data-dir"])
-            .arg(&data)
-            .output()
-            .unwrap();
+        let v = common::audit_verify(&data);
         // The writer signs a checkpoint over a crash's tail at the next start; the records
         // themselves must verify now.
         assert!(
@@ -213,11 +209,7 @@ fn repeated_kill9_under_load_loses_nothing_acknowledged() {
         );
     }
     w.terminate();
-    let v = warden()
-        .args(["audit", "verify", "--data-dir"])
-        .arg(&data)
-        .output()
-        .unwrap();
+    let v = common::audit_verify(&data);
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
     println!("{rounds} kills, {acknowledged_total} acknowledged calls, none without a record");
 }

@@ -475,11 +475,7 @@ fn a_full_store_refuses_calls_and_recovers_with_the_gap_recorded() {
         !allowed.contains(&json!("c-2")),
         "the refused call is not an allow"
     );
-    let v = warden()
-        .args(["audit", "verify", "--data-dir"])
-        .arg(&data)
-        .output()
-        .unwrap();
+    let v = common::audit_verify(&data);
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
 }
 

@@ -147,12 +147,7 @@ fn a_changed_tool_is_disabled_until_a_person_approves_it_again() {
     // Audit: the change and the approvals.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let out = warden()
-            .args(["audit", "query", "--json", "--kind", "event", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .output()
-            .unwrap();
-        let events: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let events = common::audit_query(&dir.path().join("data"), &["--kind", "event"]);
         let names: Vec<&str> = events
             .iter()
             .filter_map(|e| e["record"]["event"].as_str())
@@ -228,12 +223,7 @@ fn results_that_break_the_declared_output_schema_are_refused() {
     // Audited, without the value either.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let out = warden()
-            .args(["audit", "query", "--json", "--kind", "event", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .output()
-            .unwrap();
-        let events: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let events = common::audit_query(&dir.path().join("data"), &["--kind", "event"]);
         let found = events.iter().find(|e| {
             e["record"]["event"] == "content_findings"
                 && e["record"]["details"]["what"] == "output_schema"

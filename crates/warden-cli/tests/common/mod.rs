@@ -51,6 +51,15 @@ pub fn audit_query(data: &Path, args: &[&str]) -> Vec<serde_json::Value> {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// `warden audit verify --data-dir DATA`, offline.
+pub fn audit_verify(data: &Path) -> std::process::Output {
+    warden()
+        .args(["audit", "verify", "--data-dir"])
+        .arg(data)
+        .output()
+        .unwrap()
+}
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
