@@ -30,7 +30,9 @@ pub struct ResultGate {
     agent: String,
     task: String,
     resource: String,
-    decision_seq: u64,
+    /// The decision the answer belongs to; `None` for messages that answer no decided
+    /// call (protocol answers, the session's event stream).
+    decision_seq: Option<u64>,
     actions: ContentActions,
     /// Tool calls only, when output schemas are checked: the called tool's compiled output
     /// schema (`None` inside: Warden could not read the tool's definition).
@@ -64,7 +66,35 @@ impl ResultGate {
                 .task()
                 .map_or_else(String::new, |t| t.task_id.clone()),
             resource,
-            decision_seq,
+            decision_seq: Some(decision_seq),
+        })
+    }
+
+    /// The gate for what an upstream sends that answers no decided call: the answers to
+    /// protocol requests (`initialize`'s instructions reach the model too), server requests
+    /// and notifications inside list answers, and the session's GET event stream. Inspected
+    /// with the actions for `{upstream}/({what})` (a name no tool can have; a rule for
+    /// `{upstream}/*` covers it); `None` when inspection is off.
+    pub fn for_messages(
+        inspection: &Arc<Inspection>,
+        claims: &AccessClaims,
+        upstream: &str,
+        what: &str,
+    ) -> Option<Self> {
+        if !inspection.config.enabled {
+            return None;
+        }
+        let resource = format!("{upstream}/({what})");
+        Some(Self {
+            actions: inspection.result_actions(&resource, claims.autonomy),
+            output: None,
+            inspection: Arc::clone(inspection),
+            agent: claims.client_id.clone(),
+            task: claims
+                .task()
+                .map_or_else(String::new, |t| t.task_id.clone()),
+            resource,
+            decision_seq: None,
         })
     }
 
@@ -174,8 +204,8 @@ impl ResultGate {
             self.record(direction, "output_schema", &[finding], "alert");
         }
         let size = text_bytes(result);
-        if key == "result" {
-            // MO-1: how much the agent receives feeds its baseline.
+        if key == "result" && self.decision_seq.is_some() {
+            // MO-1: how much the agent receives from its calls feeds its baseline.
             self.inspection.monitoring.reply(&warden_monitor::Reply {
                 time_ms: crate::audit::now_ms(),
                 agent: &self.agent,
@@ -207,13 +237,30 @@ impl ResultGate {
         // Whether anything was found that is not simply allowed through.
         let mut acted = false;
         let mut masked = false;
+        // A server's `instructions` (in the answer to `initialize` or `server/discover`) are
+        // addressed to the model by design, like a tool's description: read as one, and an
+        // injection finding there is audited (alert), never acted on — legitimate servers
+        // would otherwise taint every session (the official `server-everything` does).
+        let self_description = self.decision_seq.is_none() && key == "result";
         walk::strings_mut(result, Scope::Content, base, &mut |path, text| {
-            let report = inspector.inspect(text, Kind::ToolResult);
+            let instructions = self_description && path == "/result/instructions";
+            let kind = if instructions {
+                Kind::ToolDescription
+            } else {
+                Kind::ToolResult
+            };
+            let report = inspector.inspect(text, kind);
             if report.findings.is_empty() && report.dlp.is_empty() {
                 return;
             }
             describe(&report, path, &mut findings);
-            if report.injection {
+            acted |= report.injection;
+            if report.injection && instructions {
+                tracing::warn!(target: "warden::inspection", resource = %self.resource,
+                    rules = %rules_of(&report),
+                    "a server's instructions read as a prompt injection (audited, not acted on)");
+            }
+            if report.injection && !instructions {
                 if !injection_rules.is_empty() {
                     injection_rules.push_str(", ");
                 }
@@ -225,7 +272,6 @@ impl ResultGate {
                     ));
                 }
             }
-            acted |= report.injection;
             for m in &report.dlp {
                 let action = dlp_action(actions, m.class);
                 acted |= action != DlpAction::Allow;
@@ -242,7 +288,8 @@ impl ResultGate {
                     _ => {}
                 }
             }
-            let redact = report.injection && actions.injection == InjectionAction::Redact;
+            let redact =
+                report.injection && !instructions && actions.injection == InjectionAction::Redact;
             if let Some(new) = rewrite(text, &report, redact, actions) {
                 *text = new;
             }
@@ -329,7 +376,7 @@ impl ResultGate {
             task: self.task.clone(),
             source: self.resource.clone(),
             finding: rules.to_owned(),
-            decision_seq: Some(self.decision_seq),
+            decision_seq: self.decision_seq,
             tainted_at: now,
             expires_at,
         };

@@ -257,6 +257,43 @@ pub fn visible(snapshot: &PolicySnapshot, c: &Caller<'_>, kind: ActionKind, name
         .is_ok_and(|req| matches!(snapshot.grantable(&req), Grantability::Grantable { .. }))
 }
 
+/// One message of a list answer made safe to show: a result is filtered by `filter`; a
+/// result that is not an object is withheld (nothing passes unfiltered because of its
+/// shape); anything else the upstream sends with it (a server request or notification, an
+/// error) goes through `gate` (`None`: inspection is off); a batch, message by message.
+pub fn list_answer(
+    v: &mut Value,
+    filter: &mut dyn FnMut(&mut Map<String, Value>),
+    gate: Option<&crate::inspection::gate::ResultGate>,
+) {
+    if let Value::Array(batch) = v {
+        for m in batch {
+            list_answer(m, filter, gate);
+        }
+        return;
+    }
+    match v.get_mut("result") {
+        Some(Value::Object(result)) => filter(result),
+        Some(_) => {
+            tracing::warn!(target: "warden::mcp", "a list result that is not an object was withheld");
+            *v = json!({
+                "jsonrpc": "2.0",
+                "id": v.get("id").cloned().unwrap_or(Value::Null),
+                "error": {
+                    "code": codes::UPSTREAM_FAILED,
+                    "message": "the upstream's list result is not a JSON object; Warden withheld it",
+                    "data": {"reason": "upstream_garbage"},
+                },
+            });
+        }
+        None => {
+            if let Some(g) = gate {
+                g.apply(v);
+            }
+        }
+    }
+}
+
 /// Filters a list result in place: `tools`, `prompts` by name, `resources` by URI; a tool
 /// also only while its listed definition is the approved one (EP-4: the listing is taken
 /// in by `pins` first). Resource templates are kept only if the task grants some

@@ -67,70 +67,65 @@ pub(super) async fn forward(
         );
     }
     let out = relayed_head(&parts);
-    let body = match (list, gate) {
-        (None, None) => Body::new(body),
-        (None, Some(gate)) => {
-            let max = s.authority.inspection.config.max_result_bytes;
-            // Room for the JSON around the text the limit counts.
-            let max_event = max.saturating_mul(2).saturating_add(64 << 10);
-            if http::is_sse(&parts.headers) {
-                Body::new(InspectedSse::new(Body::new(body), gate, max_event))
-            } else {
-                let raw = match read_answer(http, body, max_event).await {
-                    Ok(raw) => raw,
-                    Err(e) => return upstream_failed(&up.name, id.as_ref(), &e),
-                };
-                match serde_json::from_slice::<Value>(&raw) {
-                    Ok(mut v) => {
-                        gate.apply(&mut v);
-                        Body::from(v.to_string())
-                    }
-                    // Not JSON: it cannot be inspected, so it is not shown.
-                    Err(_) => {
-                        return upstream_failed(
-                            &up.name,
-                            id.as_ref(),
-                            &UpstreamError::Body("the answer is not JSON".into()),
-                        );
+    let max_event = max_event(s);
+    let body = match list {
+        None => {
+            let decided = gate.is_some();
+            // The answer to a decided call has its own gate; any other answer (to a
+            // protocol request: `initialize`'s instructions reach the model too) is
+            // inspected as the upstream's own messages.
+            let gate = gate.or_else(|| {
+                ResultGate::for_messages(&s.authority.inspection, claims, &up.name, "protocol")
+            });
+            match gate {
+                None => Body::new(body),
+                Some(gate) if http::is_sse(&parts.headers) => {
+                    Body::new(InspectedSse::new(Body::new(body), gate, max_event))
+                }
+                Some(gate) => {
+                    let raw = match read_answer(http, body, max_event).await {
+                        Ok(raw) => raw,
+                        Err(e) => return upstream_failed(&up.name, id.as_ref(), &e),
+                    };
+                    match serde_json::from_slice::<Value>(&raw) {
+                        Ok(mut v) => {
+                            gate.apply(&mut v);
+                            Body::from(v.to_string())
+                        }
+                        // No body (a notification's 202): nothing to show or inspect.
+                        Err(_) if raw.is_empty() && !decided => Body::empty(),
+                        // Not JSON: it cannot be inspected, so it is not shown.
+                        Err(_) => return not_json(&up.name, id.as_ref(), parts.status),
                     }
                 }
             }
         }
-        (Some(kind), _) => {
+        Some(kind) => {
             let raw = match read_answer(http, body, http::MAX_READ_ANSWER).await {
                 Ok(raw) => raw,
                 Err(e) => return upstream_failed(&up.name, id.as_ref(), &e),
             };
             let snapshot = s.authority.engine.snapshot();
-            // Every result in the answer is filtered, whatever its id: an upstream cannot
-            // slip an unfiltered list past Warden under another id.
-            let filter = |v: &mut Value| {
-                if let Some(Value::Object(result)) = v.get_mut("result") {
-                    decide::filter_list(
-                        &snapshot,
-                        caller,
-                        kind,
-                        result,
-                        &s.authority.inspection.pins,
-                    );
-                }
+            let pins = &s.authority.inspection.pins;
+            let mut filter = |result: &mut serde_json::Map<String, Value>| {
+                decide::filter_list(&snapshot, caller, kind, result, pins);
             };
+            let gate =
+                ResultGate::for_messages(&s.authority.inspection, claims, &up.name, "protocol");
+            // Every result in the answer is filtered, whatever its id: an upstream cannot
+            // slip an unfiltered list past Warden under another id, in a batch, or in
+            // another shape; what else it sends along is inspected.
+            let mut each = |v: &mut Value| decide::list_answer(v, &mut filter, gate.as_ref());
             if http::is_sse(&parts.headers) {
-                Body::from(http::rewrite_sse(&String::from_utf8_lossy(&raw), filter))
+                Body::from(http::rewrite_sse(&String::from_utf8_lossy(&raw), each))
             } else {
                 match serde_json::from_slice::<Value>(&raw) {
                     Ok(mut v) => {
-                        filter(&mut v);
+                        each(&mut v);
                         Body::from(v.to_string())
                     }
                     // Not JSON: nothing can be filtered, so nothing is shown.
-                    Err(_) => {
-                        return upstream_failed(
-                            &up.name,
-                            id.as_ref(),
-                            &UpstreamError::Body("the list answer is not JSON".into()),
-                        );
-                    }
+                    Err(_) => return not_json(&up.name, id.as_ref(), parts.status),
                 }
             }
         }
@@ -150,6 +145,36 @@ pub(super) fn relayed_head(parts: &axum::http::response::Parts) -> axum::http::r
         }
     }
     out
+}
+
+/// The most bytes one inspected answer (or one event of it) may hold: the inspection limit
+/// on its text, with room for the JSON around it.
+fn max_event(s: &McpState) -> usize {
+    let max = s.authority.inspection.config.max_result_bytes;
+    max.saturating_mul(2).saturating_add(64 << 10)
+}
+
+/// An answer whose body is not JSON: withheld. An error status is kept (a client acts on a
+/// 404 for its session, say) with a JSON-RPC error in place of the body; a success becomes
+/// a 502.
+fn not_json(upstream: &str, id: Option<&RequestId>, status: StatusCode) -> Response {
+    if status.is_success() {
+        return upstream_failed(
+            upstream,
+            id,
+            &UpstreamError::Body("the answer is not JSON".into()),
+        );
+    }
+    tracing::warn!(%upstream, %status, "upstream answered with an error whose body is not JSON");
+    rpc_error(
+        status,
+        id,
+        codes::UPSTREAM_FAILED,
+        &format!(
+            "upstream `{upstream}` answered HTTP {status}; its body is not JSON and was withheld"
+        ),
+        json!({"reason": "upstream_failed"}),
+    )
 }
 
 /// The whole answer body, at most `max` bytes, within the upstream's timeout: an upstream
@@ -270,19 +295,38 @@ async fn relay_bodyless(
         }
     };
     let stream = method == Method::GET;
-    match http.send(method, headers, Bytes::new()).await {
-        Ok(answer) => {
-            let (parts, body) = answer.into_parts();
-            let r = relayed_head(&parts)
-                .body(Body::new(body))
-                .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response());
-            if stream {
-                super::contain::stream(s, &claims, r)
-            } else {
-                r
-            }
+    let answer = match http.send(method, headers, Bytes::new()).await {
+        Ok(answer) => answer,
+        Err(e) => return upstream_failed(&up.name, None, &e),
+    };
+    let (parts, body) = answer.into_parts();
+    let body = if !parts.status.is_success() {
+        // A refusal (405: the upstream offers no stream; 404: the session is gone): the
+        // status is what a client acts on; the body is not shown.
+        Body::empty()
+    } else if !stream {
+        Body::new(body)
+    } else if !http::is_sse(&parts.headers) {
+        return upstream_failed(
+            &up.name,
+            None,
+            &UpstreamError::Body("the event stream is not text/event-stream".into()),
+        );
+    } else {
+        // IO-1: what the upstream sends on its own (sampling and elicitation requests, log
+        // lines, answers replayed on resumption) is inspected like any answer.
+        match ResultGate::for_messages(&s.authority.inspection, &claims, &up.name, "stream") {
+            Some(gate) => Body::new(InspectedSse::new(Body::new(body), gate, max_event(s))),
+            None => Body::new(body),
         }
-        Err(e) => upstream_failed(&up.name, None, &e),
+    };
+    let r = relayed_head(&parts)
+        .body(body)
+        .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response());
+    if stream {
+        super::contain::stream(s, &claims, r)
+    } else {
+        r
     }
 }
 

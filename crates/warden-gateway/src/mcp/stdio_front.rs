@@ -49,10 +49,20 @@ pub async fn forward(
     let Some(params) = held::decided_params(permitted.bytes()) else {
         return held::refuse_unparsable(id.as_ref());
     };
+    // The child's instructions reach the agent's model: inspected like its other messages,
+    // when they are about to be shown.
+    let instructions = if matches!(method, "initialize" | "server/discover") {
+        match inspected_instructions(s, claims, &up.name, init.get("instructions"), id.as_ref()) {
+            Ok(i) => i,
+            Err(withheld) => return withheld,
+        }
+    } else {
+        None
+    };
     let face = Face {
         capabilities: init.get("capabilities"),
         server_info: init.get("serverInfo"),
-        instructions: init.get("instructions"),
+        instructions: instructions.as_ref(),
         name: &up.name,
     };
     if let Some(r) = held::answer(s, claims, &up.name, id.as_ref(), method, &params, face) {
@@ -62,19 +72,49 @@ pub async fn forward(
         Ok(a) => a,
         Err(e) => return upstream_failed(&up.name, id.as_ref(), &e),
     };
-    if let (Some(kind), Some(Value::Object(result))) = (list, answer.get_mut("result")) {
+    let messages =
+        || ResultGate::for_messages(&s.authority.inspection, claims, &up.name, "protocol");
+    if let Some(kind) = list {
         let snapshot = s.authority.engine.snapshot();
-        decide::filter_list(
-            &snapshot,
-            caller,
-            kind,
-            result,
-            &s.authority.inspection.pins,
-        );
-    }
-    if let Some(g) = &gate {
+        let pins = &s.authority.inspection.pins;
+        let mut filter = |result: &mut serde_json::Map<String, Value>| {
+            decide::filter_list(&snapshot, caller, kind, result, pins);
+        };
+        decide::list_answer(&mut answer, &mut filter, messages().as_ref());
+    } else if let Some(g) = gate.or_else(messages) {
+        // A decided call's answer through its own gate; a protocol answer as the child's
+        // own message.
         g.apply(&mut answer);
     }
     held::restore(&mut answer, id.as_ref(), is_stateless(headers));
     axum::Json(answer).into_response()
+}
+
+/// The child's `instructions`, inspected (an annotation is audited, not shown); `Err` is
+/// the answer when they are blocked.
+fn inspected_instructions(
+    s: &McpState,
+    claims: &AccessClaims,
+    upstream: &str,
+    instructions: Option<&Value>,
+    id: Option<&warden_mcp::RequestId>,
+) -> Result<Option<Value>, Response> {
+    let Some(i) = instructions else {
+        return Ok(None);
+    };
+    let Some(gate) =
+        ResultGate::for_messages(&s.authority.inspection, claims, upstream, "protocol")
+    else {
+        return Ok(Some(i.clone()));
+    };
+    let mut msg = serde_json::json!({"jsonrpc": "2.0", "id": null, "result": {"instructions": i}});
+    gate.apply(&mut msg);
+    if let Some(i) = msg
+        .get_mut("result")
+        .and_then(|r| r.get_mut("instructions"))
+    {
+        return Ok(Some(i.take()));
+    }
+    held::restore(&mut msg, id, false);
+    Err(axum::Json(msg).into_response())
 }
