@@ -3,6 +3,7 @@
 
     python3 scripts/inspection/evaluate.py            # builds target/debug/warden if needed
     WARDEN_BIN=target/release/warden python3 scripts/inspection/evaluate.py
+    WARDEN_CONFIG=warden.toml WARDEN_BIN=...  # that config's threshold and ONNX classifier
 
 Sets (all built here, deterministic; sources and splits in corpus.py):
   indirect   held-out jailbreak families x held-out instructions, embedded in held-out
