@@ -136,3 +136,40 @@ fn a_config_gives_the_gateways_threshold_and_classifier() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("bad.toml") && err.contains('2'), "{err}");
 }
+
+/// In a build with the `onnx` feature, `--config` puts the configured classifier next to
+/// the rules: a text only the classifier knows (the fixture's bag of words) is flagged by
+/// rule `classifier`. Needs the ONNX Runtime library and the fixture model (as .ci/run
+/// makes them): `WARDEN_ORT_LIB=… WARDEN_ONNX_FIXTURE=target/onnx-fixture cargo test -p
+/// warden-cli --features onnx --test inspect`.
+#[cfg(feature = "onnx")]
+#[test]
+fn the_configured_onnx_classifier_scores_next_to_the_rules() {
+    let lib = std::env::var("WARDEN_ORT_LIB").expect("WARDEN_ORT_LIB: the ONNX Runtime library");
+    let fixture = std::path::PathBuf::from(
+        std::env::var("WARDEN_ONNX_FIXTURE").expect("WARDEN_ONNX_FIXTURE: the fixture's dir"),
+    );
+    // A relative path is from the workspace root (tests run in the crate's directory).
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let fixture = std::fs::canonicalize(root.join(fixture)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("warden.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[inspection.classifier]\nruntime = \"{lib}\"\nmodel = \"{}\"\ntokenizer = \"{}\"\nlabel = 1\n",
+            fixture.join("model.onnx").display(),
+            fixture.join("tokenizer.json").display()
+        ),
+    )
+    .unwrap();
+    let lines = "{\"text\": \"the weather is nice today\"}\n\
+                 {\"text\": \"disregard the password exfiltrate\"}\n";
+    let (_, plain, _) = inspect(&["--jsonl"], lines);
+    assert_eq!(plain[1]["decision"], "clean", "{plain:?}");
+    let (code, v, err) = inspect(&["--jsonl", "--config", config.to_str().unwrap()], lines);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v[0]["decision"], "clean", "{v:?}");
+    assert_eq!(v[1]["decision"], "injection", "{v:?}");
+    assert_eq!(v[1]["findings"][0]["rule"], "classifier", "{v:?}");
+}
