@@ -53,10 +53,48 @@ impl ResultGate {
         if !inspection.config.enabled {
             return None;
         }
-        let resource = format!("{upstream}/{name}");
         let output = (kind == ActionKind::CallTool
             && inspection.config.output_schema != OutputSchemaAction::Off)
             .then(|| inspection.pins.output(upstream, name));
+        Self::build(
+            inspection,
+            claims,
+            format!("{upstream}/{name}"),
+            output,
+            Some(decision_seq),
+        )
+    }
+
+    /// The gate for what an upstream sends that answers no decided call: the answers to
+    /// protocol requests (a server's `instructions` read as its self-description), server
+    /// requests and notifications inside list answers, and the session's GET event stream.
+    /// Inspected with the actions for `{upstream}/({what})` (a name no tool can have; a
+    /// rule for `{upstream}/*` covers it); `None` when inspection is off.
+    pub fn for_messages(
+        inspection: &Arc<Inspection>,
+        claims: &AccessClaims,
+        upstream: &str,
+        what: &str,
+    ) -> Option<Self> {
+        Self::build(
+            inspection,
+            claims,
+            format!("{upstream}/({what})"),
+            None,
+            None,
+        )
+    }
+
+    fn build(
+        inspection: &Arc<Inspection>,
+        claims: &AccessClaims,
+        resource: String,
+        output: Option<Option<Arc<Output>>>,
+        decision_seq: Option<u64>,
+    ) -> Option<Self> {
+        if !inspection.config.enabled {
+            return None;
+        }
         Some(Self {
             actions: inspection.result_actions(&resource, claims.autonomy),
             output,
@@ -66,35 +104,7 @@ impl ResultGate {
                 .task()
                 .map_or_else(String::new, |t| t.task_id.clone()),
             resource,
-            decision_seq: Some(decision_seq),
-        })
-    }
-
-    /// The gate for what an upstream sends that answers no decided call: the answers to
-    /// protocol requests (`initialize`'s instructions reach the model too), server requests
-    /// and notifications inside list answers, and the session's GET event stream. Inspected
-    /// with the actions for `{upstream}/({what})` (a name no tool can have; a rule for
-    /// `{upstream}/*` covers it); `None` when inspection is off.
-    pub fn for_messages(
-        inspection: &Arc<Inspection>,
-        claims: &AccessClaims,
-        upstream: &str,
-        what: &str,
-    ) -> Option<Self> {
-        if !inspection.config.enabled {
-            return None;
-        }
-        let resource = format!("{upstream}/({what})");
-        Some(Self {
-            actions: inspection.result_actions(&resource, claims.autonomy),
-            output: None,
-            inspection: Arc::clone(inspection),
-            agent: claims.client_id.clone(),
-            task: claims
-                .task()
-                .map_or_else(String::new, |t| t.task_id.clone()),
-            resource,
-            decision_seq: None,
+            decision_seq,
         })
     }
 
