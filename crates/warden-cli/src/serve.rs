@@ -47,10 +47,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     rt.block_on(async {
+        // Before the banner: whoever reads the address may stop Warden at once.
+        let shutdown = shutdown_signal();
         let server = Server::bind(&config).await?;
         print_banner(server.info());
         println!("Press Ctrl-C to stop.");
-        server.run(shutdown_signal()).await?;
+        server.run(shutdown).await?;
         tracing::info!("shut down");
         Ok(ExitCode::SUCCESS)
     })
@@ -144,23 +146,35 @@ pub(crate) fn init_logging(
     guard
 }
 
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves at SIGTERM or SIGINT (Ctrl-C). The handlers are installed when this is called,
+/// not when the future is first polled: a signal that arrives between the banner and the
+/// server's first poll must stop Warden gracefully, not kill it (found by crash_recovery,
+/// whose SIGTERM right after a restart now and then met the default action). Call it
+/// inside the runtime.
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{Signal, SignalKind, signal};
+        async fn recv(s: Option<Signal>) {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                // Not installable: this signal cannot stop Warden; the other still can.
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            tokio::select! {
+                () = recv(term) => {},
+                () = recv(int) => {},
+            }
+        }
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -415,3 +415,33 @@ fn a_configured_classifier_without_onnx_support_refuses_to_start() {
         "{err}"
     );
 }
+
+/// SIGTERM the moment the banner is out is a clean stop (exit 0), not death by the signal's
+/// default action: the handlers are installed before the address is printed. Before that,
+/// a restart followed at once by a stop now and then died of SIGTERM (crash_recovery).
+#[test]
+fn sigterm_right_after_the_banner_is_a_clean_stop() {
+    let data = tempfile::tempdir().unwrap();
+    // Busy cores widen the gap between the banner and the server's first poll, as a loaded
+    // CI machine did.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spinners: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    for round in 0..12 {
+        let w = Warden::start(
+            &["--listen", "127.0.0.1:0"],
+            &data.path().join(round.to_string()),
+        );
+        w.terminate();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    spinners.into_iter().for_each(|t| t.join().unwrap());
+}
