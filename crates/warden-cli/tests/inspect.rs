@@ -145,13 +145,14 @@ fn a_config_gives_the_gateways_threshold_and_classifier() {
 #[cfg(feature = "onnx")]
 #[test]
 fn the_configured_onnx_classifier_scores_next_to_the_rules() {
-    let lib = std::env::var("WARDEN_ORT_LIB").expect("WARDEN_ORT_LIB: the ONNX Runtime library");
-    let fixture = std::path::PathBuf::from(
-        std::env::var("WARDEN_ONNX_FIXTURE").expect("WARDEN_ONNX_FIXTURE: the fixture's dir"),
-    );
     // A relative path is from the workspace root (tests run in the crate's directory).
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let fixture = std::fs::canonicalize(root.join(fixture)).unwrap();
+    let path = |var: &str| {
+        let p = std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set"));
+        std::fs::canonicalize(root.join(&p)).unwrap_or_else(|e| panic!("{var}={p}: {e}"))
+    };
+    let lib = path("WARDEN_ORT_LIB").display().to_string();
+    let fixture = path("WARDEN_ONNX_FIXTURE");
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("warden.toml");
     std::fs::write(
