@@ -182,19 +182,23 @@ fn a_refusal_before_the_body_is_read_closes_the_connection_and_says_so() {
     let env = Env::start();
     let addr = env.warden.url.trim_start_matches("http://").to_owned();
     let big = "x".repeat(200_000);
-    for (body, status) in [
+    for (path, body, status) in [
         (
+            "/mcp/crm",
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#,
             "401",
         ),
-        (big.as_str(), "401"),
+        ("/mcp/crm", big.as_str(), "401"),
+        // The admin API the same (`unread::close_if_unread`).
+        ("/admin/v1/agents", r#"{"id":"x"}"#, "401"),
+        ("/admin/v1/agents", big.as_str(), "401"),
     ] {
         let mut c = std::net::TcpStream::connect(&addr).unwrap();
         c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
             .unwrap();
         write!(
             c,
-            "POST /mcp/crm HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
              Accept: application/json, text/event-stream\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )

@@ -29,5 +29,6 @@ pub mod reload;
 mod server;
 mod taints_api;
 mod tools_api;
+mod unread;
 
 pub use server::{Headless, Server, ServerInfo, data_dir, unix_now};

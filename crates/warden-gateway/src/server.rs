@@ -450,7 +450,8 @@ impl Server {
                 "/.well-known/oauth-protected-resource/{*path}",
                 get(oauth::resource_metadata),
             )
-            .with_state(authority);
+            .with_state(authority)
+            .layer(axum::middleware::from_fn(crate::unread::close_if_unread));
         let admin_routes = Router::new()
             .route(
                 "/admin/v1/agents",
@@ -512,7 +513,8 @@ impl Server {
                 get(admin_api::audit_checkpoint),
             )
             .route("/admin/{*rest}", axum::routing::any(admin_api::not_found))
-            .with_state(admin);
+            .with_state(admin)
+            .layer(axum::middleware::from_fn(crate::unread::close_if_unread));
         router = router
             .merge(oauth_routes)
             .merge(admin_routes)
@@ -532,7 +534,8 @@ impl Server {
                     "/.well-known/authzen-configuration",
                     get(authzen_api::metadata),
                 )
-                .with_state(state);
+                .with_state(state)
+                .layer(axum::middleware::from_fn(crate::unread::close_if_unread));
             router = router.merge(authzen);
         }
 
