@@ -304,6 +304,24 @@ impl Revocations {
         }
     }
 
+    /// The latest kill of an agent on the token's chain (Unix seconds), if any. A token
+    /// issued after a resume must carry a later `iat` than that: kills count in whole
+    /// seconds, so one issued in the kill's own second would be dead on arrival.
+    pub fn latest_kill(&self, claims: &AccessClaims) -> Option<i64> {
+        let s = self.sets.load();
+        if s.kills.is_empty() {
+            return None;
+        }
+        let latest = std::cell::Cell::new(None::<i64>);
+        Sets::find(claims, |a| {
+            if let Some(k) = s.kills.get(a) {
+                latest.set(Some(latest.get().map_or(k.at, |l| l.max(k.at))));
+            }
+            false
+        });
+        latest.get()
+    }
+
     /// Why the token may not be used, if it may not.
     pub fn check(&self, claims: &AccessClaims) -> Option<String> {
         let s = self.sets.load();
@@ -408,6 +426,44 @@ pub(crate) mod tests {
             depth: parents.len() as u32,
             parents: parents.iter().map(|p| (*p).to_owned()).collect(),
         }
+    }
+
+    #[test]
+    fn the_latest_kill_on_the_chain_is_found() {
+        let r = Revocations::new();
+        let c = claims("c", "helper", &[]);
+        assert_eq!(r.latest_kill(&c), None);
+        r.kill(
+            ["root"],
+            Kill {
+                at: 50,
+                forced: true,
+            },
+        );
+        r.kill(
+            ["helper"],
+            Kill {
+                at: 40,
+                forced: true,
+            },
+        );
+        r.kill(
+            ["stranger"],
+            Kill {
+                at: 90,
+                forced: true,
+            },
+        );
+        assert_eq!(r.latest_kill(&c), Some(50));
+        // A token issued after the latest kill is not revoked by it; one in its second is.
+        // (The agents stay suspended here: no resume in this test.)
+        let killed = |iat| {
+            let mut t = c.clone();
+            t.iat = iat;
+            r.check(&t).is_some_and(|m| m.contains("was killed"))
+        };
+        assert!(!killed(51));
+        assert!(killed(50));
     }
 
     #[test]

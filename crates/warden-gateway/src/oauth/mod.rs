@@ -276,6 +276,20 @@ impl Authority {
         exchange: bool,
         now: i64,
     ) -> Result<Response, OauthError> {
+        // After a kill and a resume, within the kill's second: issued just after it, or the
+        // fresh token would count as one the kill revoked (`iat <= kill`). At most a second
+        // ahead of the clock, well inside the verifier's skew.
+        let bumped;
+        let claims = match self.verifier.revocations().latest_kill(claims) {
+            Some(at) if claims.iat <= at => {
+                bumped = AccessClaims {
+                    iat: at.saturating_add(1),
+                    ..claims.clone()
+                };
+                &bumped
+            }
+            _ => claims,
+        };
         let token = sign_access_token(self.keys.current(), claims)
             .map_err(|e| OauthError::new("temporarily_unavailable", format!("cannot sign: {e}")))?;
         tracing::info!(
