@@ -228,7 +228,8 @@ fn protocol_answer(get: bool, req: &Value) -> (&'static str, String, String) {
             ("200 OK", JSON.into(), r.to_string())
         }
         "logging/setLevel" => {
-            let r = json!({"jsonrpc": "2.0", "id": id, "result": {}});
+            // `instructions` outside `initialize`: content like any other.
+            let r = json!({"jsonrpc": "2.0", "id": id, "result": {"instructions": INJECTED}});
             (
                 "200 OK",
                 SSE.into(),
@@ -676,14 +677,15 @@ fn protocol_answers_lists_and_the_event_stream_are_inspected() {
     assert!(init["result"]["instructions"].is_string(), "{init}");
     assert_eq!(s.session_id(), Some("raw-1"));
 
-    // A protocol request's answer: the log line along with it annotated.
+    // A protocol request's answer: the log line along with it annotated, and the answer
+    // too (its `instructions` are not a self-description: that is `initialize`'s alone).
     let level = json!({"jsonrpc": "2.0", "id": 4, "method": "logging/setLevel",
                        "params": {"level": "info"}});
     let answer = s.post_raw(level.to_string().as_bytes(), &[]).unwrap();
     let messages = answer.messages();
     assert_eq!(messages.len(), 2, "{messages:#?}");
     assert!(findings(&messages[0]), "uninspected: {}", messages[0]);
-    assert_eq!(messages[1]["result"], json!({}));
+    assert!(findings(&messages[1]), "uninspected: {}", messages[1]);
 
     // tools/list: the log line annotated, the batched list filtered.
     let list = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list", "params": {}});
@@ -758,8 +760,8 @@ fn protocol_answers_lists_and_the_event_stream_are_inspected() {
         "{found:?}"
     );
 
-    // With injections blocked: the log line along with a protocol answer is withheld; the
-    // instructions still pass (audited).
+    // With injections blocked: the log line along with a protocol answer is withheld and
+    // the answer refused; `initialize`'s instructions still pass (audited).
     let w = World::start_with_injection("block");
     w.upstream.set(Mode::Protocol);
     let url = format!("{}/mcp/raw", w.warden.url);
@@ -778,5 +780,5 @@ fn protocol_answers_lists_and_the_event_stream_are_inspected() {
         messages[0]["params"]["data"]["withheld"],
         "notifications/message"
     );
-    assert_eq!(messages[1]["result"], json!({}));
+    assert_eq!(messages[1]["error"]["data"]["reason"], "content_blocked");
 }

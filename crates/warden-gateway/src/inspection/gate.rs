@@ -33,6 +33,9 @@ pub struct ResultGate {
     /// The decision the answer belongs to; `None` for messages that answer no decided
     /// call (protocol answers, the session's event stream).
     decision_seq: Option<u64>,
+    /// The answer to `initialize` or `server/discover`: its `instructions` are the server's
+    /// self-description ([`ResultGate::describing_itself`]).
+    self_description: bool,
     actions: ContentActions,
     /// Tool calls only, when output schemas are checked: the called tool's compiled output
     /// schema (`None` inside: Warden could not read the tool's definition).
@@ -105,7 +108,19 @@ impl ResultGate {
                 .map_or_else(String::new, |t| t.task_id.clone()),
             resource,
             decision_seq,
+            self_description: false,
         })
+    }
+
+    /// For the answer to `initialize` or `server/discover` only: its `result.instructions`
+    /// address the model by design, like a tool's description, so they are read as one and
+    /// an injection finding there is audited (alert), never acted on — legitimate servers
+    /// would otherwise taint every session (the official `server-everything` does). The
+    /// same key in any other answer is content like the rest.
+    #[must_use]
+    pub fn describing_itself(mut self) -> Self {
+        self.self_description = true;
+        self
     }
 
     /// The error that replaces a blocked answer.
@@ -247,11 +262,8 @@ impl ResultGate {
         // Whether anything was found that is not simply allowed through.
         let mut acted = false;
         let mut masked = false;
-        // A server's `instructions` (in the answer to `initialize` or `server/discover`) are
-        // addressed to the model by design, like a tool's description: read as one, and an
-        // injection finding there is audited (alert), never acted on — legitimate servers
-        // would otherwise taint every session (the official `server-everything` does).
-        let self_description = self.decision_seq.is_none() && key == "result";
+        // See `describing_itself`.
+        let self_description = self.self_description && key == "result";
         walk::strings_mut(result, Scope::Content, base, &mut |path, text| {
             let instructions = self_description && path == "/result/instructions";
             let kind = if instructions {

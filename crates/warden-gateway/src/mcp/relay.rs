@@ -36,6 +36,10 @@ pub(super) async fn forward(
     gate: Option<ResultGate>,
 ) -> Response {
     let id = permitted.frame().id().cloned();
+    // Answers whose `instructions` are the server's self-description.
+    let describes_itself = initialize
+        || matches!(permitted.frame().message(),
+            warden_mcp::Message::Request { method, .. } if method == "server/discover");
     let answer = match http
         .send(
             Method::POST,
@@ -75,7 +79,17 @@ pub(super) async fn forward(
             // protocol request: `initialize`'s instructions reach the model too) is
             // inspected as the upstream's own messages.
             let gate = gate.or_else(|| {
-                ResultGate::for_messages(&s.authority.inspection, claims, &up.name, "protocol")
+                let g = ResultGate::for_messages(
+                    &s.authority.inspection,
+                    claims,
+                    &up.name,
+                    "protocol",
+                )?;
+                Some(if describes_itself {
+                    g.describing_itself()
+                } else {
+                    g
+                })
             });
             match gate {
                 None => Body::new(body),

@@ -107,6 +107,7 @@ fn inspected_instructions(
     else {
         return Ok(Some(i.clone()));
     };
+    let gate = gate.describing_itself();
     let mut msg = serde_json::json!({"jsonrpc": "2.0", "id": null, "result": {"instructions": i}});
     gate.apply(&mut msg);
     if let Some(i) = msg
