@@ -306,21 +306,8 @@ fn a_kill_under_load_loses_no_acknowledged_record() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let workers: Vec<_> = (0..4)
         .map(|i| {
-            let mut s = env.session("assistant", "crm", &["read_contact"], "2026-07-28");
-            let stop = std::sync::Arc::clone(&stop);
-            std::thread::spawn(move || {
-                let mut acknowledged = Vec::new();
-                let mut n = 0;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let id = format!("w{i}-{n}");
-                    n += 1;
-                    match s.call_tool("read_contact", json!({"id": id})) {
-                        Ok(r) if r.get("result").is_some() => acknowledged.push(id),
-                        _ => break,
-                    }
-                }
-                acknowledged
-            })
+            let s = env.session("assistant", "crm", &["read_contact"], "2026-07-28");
+            common::read_contacts_until(s, format!("w{i}"), std::sync::Arc::clone(&stop))
         })
         .collect();
     std::thread::sleep(std::time::Duration::from_millis(1500));

@@ -153,21 +153,8 @@ fn repeated_kill9_under_load_loses_nothing_acknowledged() {
         let stop = Arc::new(AtomicBool::new(false));
         let workers: Vec<_> = (0..3)
             .map(|i| {
-                let mut s = session(&w.url, "assistant", &keys["assistant"], "crm/read_contact");
-                let stop = Arc::clone(&stop);
-                std::thread::spawn(move || {
-                    let mut acknowledged = Vec::new();
-                    let mut n = 0;
-                    while !stop.load(Ordering::Relaxed) {
-                        let id = format!("r{round}-w{i}-{n}");
-                        n += 1;
-                        match s.call_tool("read_contact", json!({"id": id})) {
-                            Ok(r) if r.get("result").is_some() => acknowledged.push(id),
-                            _ => break,
-                        }
-                    }
-                    acknowledged
-                })
+                let s = session(&w.url, "assistant", &keys["assistant"], "crm/read_contact");
+                common::read_contacts_until(s, format!("r{round}-w{i}"), Arc::clone(&stop))
             })
             .collect();
         let wait = 200 + next(&mut seed) % 1300;

@@ -51,6 +51,29 @@ pub fn audit_query(data: &Path, args: &[&str]) -> Vec<serde_json::Value> {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Calls `read_contact` through `s` until `stop` is set or a call fails (Warden killed):
+/// the ids of the calls the client saw succeed (`{prefix}-{n}`), in a thread.
+#[allow(dead_code)]
+pub fn read_contacts_until(
+    mut s: warden_client::mcp::McpSession,
+    prefix: String,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<String>> {
+    std::thread::spawn(move || {
+        let mut acknowledged = Vec::new();
+        let mut n = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let id = format!("{prefix}-{n}");
+            n += 1;
+            match s.call_tool("read_contact", serde_json::json!({"id": id})) {
+                Ok(r) if r.get("result").is_some() => acknowledged.push(id),
+                _ => break,
+            }
+        }
+        acknowledged
+    })
+}
+
 /// `warden audit verify --data-dir DATA`, offline.
 pub fn audit_verify(data: &Path) -> std::process::Output {
     warden()
